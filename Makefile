@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (each creates .venv as needed).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := pcaps/demo-site.pcap
+
+.PHONY: demo test test-quick lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/auditor analyze $(DEMO) --out out/demo
+	@echo "flows: out/demo/flows.jsonl  summary: out/demo/summary.json"
+
+test: $(STAMP)
+	$(BIN)/ruff check auditor tests bench pcaps
+	$(BIN)/pytest
+
+test-quick: $(STAMP)
+	$(BIN)/pytest -m 'not oracle and not corpus and not live'
+
+lint: $(STAMP)
+	$(BIN)/ruff check auditor tests bench pcaps
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

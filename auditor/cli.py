@@ -1,0 +1,158 @@
+"""The `auditor` command: thin typer verbs that parse flags, call the pipeline and render results."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from auditor import __version__
+from auditor.config import load_settings
+from auditor.errors import AuditorError, OutputError
+from auditor.flows.types import FlowRecords
+from auditor.output.ecs import flow_documents
+from auditor.output.jsonl import JsonLinesWriter
+from auditor.pipeline import RunStats, analyze_files
+
+app = typer.Typer(
+    name="auditor",
+    help="Passive auditor: which cameras and scanners are on this network, who made them, where they send data.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"auditor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Passive network traffic auditor."""
+
+
+class _ProgressReporter:
+    """Shows a rich progress bar per capture file on stderr."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: Any = None
+
+    def file_started(self, name: str, size_bytes: int | None) -> None:
+        self._task = self._progress.add_task(escape(os.path.basename(name)), total=size_bytes)
+
+    def advanced(self, bytes_read: int) -> None:
+        self._progress.update(self._task, completed=bytes_read)
+
+    def file_finished(self, name: str) -> None:
+        task = self._progress.tasks[-1]
+        self._progress.update(self._task, completed=task.total or task.completed)
+
+
+@app.command()
+def analyze(
+    captures: Annotated[list[Path], typer.Argument(help="pcap / pcapng files, optionally gzip-compressed.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for flows.jsonl and summary.json.")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="auditor.toml settings file.")] = None,
+    local_net: Annotated[
+        list[str] | None,
+        typer.Option("--local-net", help="A CIDR that counts as local (repeat; replaces the defaults)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,
+) -> None:
+    """Read capture files and write one ECS record per flow to OUT/flows.jsonl, plus OUT/summary.json."""
+    try:
+        stats = _analyze(captures, out, config, local_net, quiet)
+    except AuditorError as exc:
+        err_console.print(f"error: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    summary = stats.to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    elif not quiet:
+        _print_summary(stats, out)
+    for line in stats.errors:
+        err_console.print(f"error: {escape(line)}", highlight=False)
+    if stats.errors:
+        raise typer.Exit(2)
+
+
+def _analyze(
+    captures: list[Path], out: Path, config: Path | None, local_net: list[str] | None, quiet: bool
+) -> RunStats:
+    settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        flows_file = open(out / "flows.jsonl", "wb")  # noqa: SIM115 - closed below, after the run
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write output: {exc.strerror or exc}") from exc
+    with flows_file:
+        writer = JsonLinesWriter(flows_file)
+
+        def sink(records: FlowRecords) -> None:
+            writer.write(flow_documents(records))
+
+        show_bar = not quiet and sys.stderr.isatty()
+        if show_bar:
+            columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=err_console, transient=True) as progress:
+                stats = analyze_files(captures, settings, sink, reporter=_ProgressReporter(progress))
+        else:
+            stats = analyze_files(captures, settings, sink)
+        writer.close()
+    _write_json(out / "summary.json", stats.to_dict())
+    return stats
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def _print_summary(stats: RunStats, out: Path) -> None:
+    console = Console(stderr=False, highlight=False)
+    table = Table(title="span-auditor: analyze", show_header=True, header_style="bold")
+    table.add_column("file")
+    table.add_column("packets", justify="right")
+    table.add_column("bytes", justify="right")
+    table.add_column("note")
+    for f in stats.files:
+        note = "[red]not read[/red]" if f.error else (f"{len(f.warnings)} warning(s)" if f.warnings else "")
+        table.add_row(escape(f.name), f"{f.frames:,}", f"{f.bytes:,}", note)
+    console.print(table)
+    skipped = sum(stats.skipped.values())
+    console.print(
+        f"{stats.frames:,} packets ({stats.ip_packets:,} IP, {stats.arp_frames:,} ARP, "
+        f"{stats.other_l2_frames:,} other L2, {skipped:,} skipped) -> {stats.flows:,} flows "
+        f"in {stats.elapsed_s:.2f} s"
+    )
+    if skipped:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.skipped.items()))
+        console.print(f"skipped: {escape(reasons)}")
+    for w in stats.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    console.print(f"wrote {escape(str(out / 'flows.jsonl'))} and {escape(str(out / 'summary.json'))}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,92 @@
+"""Transport layer: TCP, UDP, SCTP ports; TCP flags; ICMP/ICMPv6 type and code; payload bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.decode._state import DecodeState
+from auditor.decode.types import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    KIND_IP,
+)
+
+UDP_HEADER = 8
+TCP_MIN_HEADER = 20
+ICMP_HEADER = 4  # type, code, checksum; the rest depends on the type
+
+
+def decode_transport(st: DecodeState) -> None:
+    """Fill ports, TCP flags and payload offsets of IP frames that carry a transport header.
+
+    Later fragments carry no header: they keep has_ports False and the flow stage gives them
+    the ports of their first fragment. A header cut so short that not even the ports (or the
+    ICMP type and code) were captured skips the frame: it cannot be put in a flow.
+    """
+    v, caplen = st.view, st.view.caplen
+    ip = (st.kind == KIND_IP) & (st.skip_reason == 0)
+    later_fragment = st.frag_offset != 0
+    rows = np.flatnonzero(ip & later_fragment)
+    st.payload_off[rows] = st.l4_off[rows]
+    st.payload_len[rows] = np.maximum(st.ip_end[rows] - st.l4_off[rows], 0)
+
+    heads = ip & ~later_fragment
+    proto = st.ip_proto
+    ported = heads & ((proto == IPPROTO_TCP) | (proto == IPPROTO_UDP) | (proto == IPPROTO_SCTP))
+    rows = np.flatnonzero(ported)
+    l4 = st.l4_off[rows]
+    ok = l4 + 4 <= caplen[rows]
+    st.skip(rows[~ok], "truncated-transport")
+    rows, l4 = rows[ok], l4[ok]
+    st.sport[rows] = v.u16(rows, l4)
+    st.dport[rows] = v.u16(rows, l4 + 2)
+    st.has_ports[rows] = True
+
+    tcp = rows[proto[rows] == IPPROTO_TCP]
+    if tcp.size:
+        l4 = st.l4_off[tcp]
+        has_flags = l4 + 14 <= caplen[tcp]
+        flagged = tcp[has_flags]
+        st.tcp_flags[flagged] = v.u8(flagged, st.l4_off[flagged] + 13)
+        data_off = np.zeros(tcp.size, dtype=np.int64)
+        data_off[has_flags] = (v.u8(flagged, st.l4_off[flagged] + 12) >> 4).astype(np.int64) * 4
+        start = l4 + data_off
+        sane = has_flags & (data_off >= TCP_MIN_HEADER) & (start <= st.ip_end[tcp])
+        st.payload_off[tcp[sane]] = start[sane]
+        st.payload_len[tcp[sane]] = st.ip_end[tcp[sane]] - start[sane]
+
+    udp = rows[proto[rows] == IPPROTO_UDP]
+    if udp.size:
+        start = st.l4_off[udp] + UDP_HEADER
+        end = st.ip_end[udp]
+        # the UDP length bounds the payload too, when it is sane (RFC 768)
+        has_len = start <= caplen[udp]
+        udp_len = np.zeros(udp.size, dtype=np.int64)
+        udp_len[has_len] = v.u16(udp[has_len], st.l4_off[udp[has_len]] + 4)
+        use_len = has_len & (udp_len >= UDP_HEADER)
+        end = np.where(use_len, np.minimum(end, st.l4_off[udp] + udp_len), end)
+        sane = start <= end
+        st.payload_off[udp[sane]] = start[sane]
+        st.payload_len[udp[sane]] = end[sane] - start[sane]
+
+    icmp = np.flatnonzero(heads & ((proto == IPPROTO_ICMP) | (proto == IPPROTO_ICMPV6)))
+    if icmp.size:
+        l4 = st.l4_off[icmp]
+        ok = l4 + 2 <= caplen[icmp]
+        st.skip(icmp[~ok], "truncated-transport")
+        icmp, l4 = icmp[ok], l4[ok]
+        st.sport[icmp] = v.u8(icmp, l4)
+        st.dport[icmp] = v.u8(icmp, l4 + 1)
+        st.has_ports[icmp] = True
+        start = l4 + ICMP_HEADER
+        sane = start <= st.ip_end[icmp]
+        st.payload_off[icmp[sane]] = start[sane]
+        st.payload_len[icmp[sane]] = st.ip_end[icmp[sane]] - start[sane]
+
+    other = np.flatnonzero(heads & ~ported & (proto != IPPROTO_ICMP) & (proto != IPPROTO_ICMPV6))
+    sane = st.l4_off[other] <= st.ip_end[other]
+    st.payload_off[other[sane]] = st.l4_off[other[sane]]
+    st.payload_len[other[sane]] = st.ip_end[other[sane]] - st.l4_off[other[sane]]

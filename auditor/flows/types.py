@@ -1,0 +1,83 @@
+"""Records the flow stage produces: finished flows (columnar) and payloads handed to parsers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+# Why a flow left the table (FlowRecords.end_reason); index = code.
+END_REASONS: tuple[str, ...] = ("idle-timeout", "tcp-close", "capacity", "end-of-capture")
+END_IDLE, END_TCP_CLOSE, END_CAPACITY, END_OF_CAPTURE = range(4)
+
+# ECS network.direction of a flow (FlowRecords.direction); code = 2 * initiator_local + responder_local
+DIRECTION_NAMES: tuple[str, ...] = ("external", "inbound", "outbound", "internal")
+DIRECTION_EXTERNAL, DIRECTION_INBOUND, DIRECTION_OUTBOUND, DIRECTION_INTERNAL = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecords:
+    """Finished flows, one row each, oriented from the initiator ('src') to the responder ('dst')."""
+
+    flow_id: NDArray[np.uint64]
+    """Unique within a run; payload hand-offs carry the same id."""
+    ip_version: NDArray[np.uint8]
+    ip_proto: NDArray[np.uint8]
+    src_hi: NDArray[np.uint64]
+    src_lo: NDArray[np.uint64]
+    dst_hi: NDArray[np.uint64]
+    dst_lo: NDArray[np.uint64]
+    src_port: NDArray[np.uint16]
+    """Initiator port; for ICMP the Community ID port equivalent (the type)."""
+    dst_port: NDArray[np.uint16]
+    vlan_outer: NDArray[np.uint16]
+    vlan_inner: NDArray[np.uint16]
+    src_mac: NDArray[np.uint64]
+    """MAC that sent the initiator's first packet; 0 when the link layer had none."""
+    dst_mac: NDArray[np.uint64]
+    """MAC that sent the responder's first packet (the router's MAC for remote hosts); 0 if none."""
+    src_packets: NDArray[np.uint64]
+    """Packets sent by the initiator."""
+    dst_packets: NDArray[np.uint64]
+    src_bytes: NDArray[np.uint64]
+    """Bytes on the wire (frame length) sent by the initiator."""
+    dst_bytes: NDArray[np.uint64]
+    src_tcp_flags: NDArray[np.uint8]
+    """TCP flags seen from the initiator, ORed."""
+    dst_tcp_flags: NDArray[np.uint8]
+    first_ns: NDArray[np.int64]
+    last_ns: NDArray[np.int64]
+    end_reason: NDArray[np.uint8]
+    """Index into END_REASONS."""
+    direction: NDArray[np.uint8]
+    """Index into DIRECTION_NAMES, judged by the table's local networks."""
+    community_id: list[str]
+    """Community ID v1 of each flow (seed 0)."""
+
+    def __len__(self) -> int:
+        return int(self.flow_id.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One packet's transport payload (or L2 payload), handed to a protocol parser that asked for it."""
+
+    flow_id: int
+    """The flow this packet belongs to; 0 for non-IP frames."""
+    ts_ns: int
+    ip_version: int
+    ip_proto: int
+    src_ip: str
+    """Sender of this packet (not necessarily the flow's initiator)."""
+    dst_ip: str
+    sport: int
+    dport: int
+    from_initiator: bool
+    """True when this packet travels from the flow's initiator to its responder."""
+    src_mac: int
+    dst_mac: int
+    vlan: int | None
+    ethertype: int
+    data: bytes
+    """The payload after the transport header (after the link header for ethertype hand-offs)."""

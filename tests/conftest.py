@@ -1,0 +1,53 @@
+"""Shared fixtures: the real-capture corpus in ../shared, tshark, and running the engine on a file."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from auditor.config import Settings
+from auditor.flows.types import FlowRecords
+from auditor.pipeline import RunStats, analyze_files
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "pcaps" / "real"
+
+
+def corpus_files() -> list[Path]:
+    """Return every capture of the shared real corpus (empty when ../shared is absent)."""
+    if not CORPUS.is_dir():
+        return []
+    return sorted(p for p in CORPUS.iterdir() if p.suffix in (".pcap", ".pcapng", ".gz"))
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """The shared corpus folder; skips the test when it is absent."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"shared corpus absent: {CORPUS}")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    """Path of tshark; skips the test when it is not installed."""
+    path = shutil.which("tshark")
+    if path is None:
+        pytest.skip("tshark not installed")
+    return path
+
+
+def run_engine(paths: list[Path], settings: Settings | None = None) -> tuple[list[FlowRecords], RunStats]:
+    """Run the offline pipeline and return every finished-flow batch plus the run stats."""
+    out: list[FlowRecords] = []
+    stats = analyze_files(paths, settings or Settings(), out.append)
+    return out, stats
+
+
+@pytest.fixture
+def engine() -> Callable[..., tuple[list[FlowRecords], RunStats]]:
+    """The offline pipeline as a function: engine([paths]) -> (flow batches, stats)."""
+    return run_engine

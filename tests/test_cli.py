@@ -1,0 +1,119 @@
+"""The `auditor` command as a user runs it: files in, flows.jsonl + summary.json out, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
+from typer.testing import CliRunner
+
+from auditor.cli import app
+
+runner = CliRunner()
+CAM, VMS, CLOUD = "192.168.10.21", "192.168.10.5", "203.0.113.50"
+
+
+@pytest.fixture
+def small_pcap(tmp_path: Path) -> Path:
+    cam = Ether(src="4c:bd:8f:11:22:33", dst="00:11:22:33:44:55")
+    vms = Ether(src="00:11:22:33:44:55", dst="4c:bd:8f:11:22:33")
+    pkts = [
+        cam / IP(src=CAM, dst=VMS) / TCP(sport=40000, dport=554, flags="S"),
+        vms / IP(src=VMS, dst=CAM) / TCP(sport=554, dport=40000, flags="SA"),
+        cam / IP(src=CAM, dst=VMS) / TCP(sport=40000, dport=554, flags="A"),
+        cam / IP(src=CAM, dst=CLOUD) / UDP(sport=5000, dport=6000) / (b"x" * 100),
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 1_793_610_000 + i
+    path = tmp_path / "small.pcap"
+    wrpcap(str(path), pkts)
+    return path
+
+
+def test_analyze_writes_flows_and_summary(small_pcap: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    flows = [orjson.loads(line) for line in (out / "flows.jsonl").read_bytes().splitlines()]
+    assert len(flows) == 2
+    rtsp = next(f for f in flows if f["network"]["transport"] == "tcp")
+    assert rtsp["source"]["ip"] == CAM
+    assert rtsp["destination"]["port"] == 554
+    assert (rtsp["source"]["packets"], rtsp["destination"]["packets"]) == (2, 1)
+    assert rtsp["network"]["direction"] == "internal"
+    udp = next(f for f in flows if f["network"]["transport"] == "udp")
+    assert udp["network"]["direction"] == "outbound"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["packets"] == 4
+    assert summary["flows"] == 2
+    assert summary["errors"] == []
+    assert "4 packets" in result.output
+
+
+def test_analyze_local_net_flag_changes_direction(small_pcap: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["analyze", str(small_pcap), "--out", str(out), "--local-net", "192.168.10.0/24",
+            "--local-net", "203.0.113.0/24", "--quiet"]
+    assert runner.invoke(app, args).exit_code == 0
+    flows = [orjson.loads(line) for line in (out / "flows.jsonl").read_bytes().splitlines()]
+    assert {f["network"]["direction"] for f in flows} == {"internal"}
+
+
+def test_analyze_bad_local_net_is_a_one_line_error(small_pcap: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(tmp_path / "o"),
+                                 "--local-net", "10.0.0.300/8"])
+    assert result.exit_code == 2
+    assert "10.0.0.300/8" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_analyze_not_a_capture_exits_2_but_reads_the_other_files(small_pcap: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello, this is not a capture\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(junk), str(small_pcap), "--out", str(out), "--quiet"])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "notes.txt" in errors[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["packets"] == 4
+    assert len(summary["errors"]) == 1
+
+
+def test_analyze_json_prints_summary(small_pcap: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["flows"] == 2
+
+
+def test_analyze_truncated_capture_warns_and_keeps_what_it_holds(small_pcap: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    data = small_pcap.read_bytes()
+    cut.write_bytes(data[:-20])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(cut), "--out", str(out), "--json"])
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["packets"] == 3
+    assert len(summary["warnings"]) == 1
+    assert "cut.pcap" in summary["warnings"][0]
+
+
+def test_every_command_has_help() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "analyze" in result.output
+    for command in app.registered_commands:
+        assert command.callback is not None and command.callback.__doc__, command.name
+
+
+def test_version_flag() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("auditor ")
