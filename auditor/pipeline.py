@@ -149,6 +149,7 @@ def analyze_files(
     stats = RunStats()
     table = FlowTable(flow_options(settings))
     started = time.perf_counter()
+    want_index = payloads is not None and payloads.needs_payload_index
 
     def emit(records: FlowRecords | None) -> None:
         if records is not None and len(records):
@@ -175,7 +176,7 @@ def analyze_files(
         with source:
             for batch in source.batches(batch_frames):
                 h = decode(batch)
-                flows, ended = table.process(h)
+                flows, ended = table.process(h, payload_index=want_index)
                 if payloads is not None and len(payloads):
                     payloads.dispatch(h, flows)
                 emit(ended)

@@ -20,6 +20,7 @@ IPv4 header and ICMP/ICMPv6 checksums are correct; TCP/UDP checksums are zero.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import struct
 import sys
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-GENERATOR = "make_capture/1"  # bump when the output for given arguments changes
+GENERATOR = "make_capture/2"  # bump when the output for given arguments changes
 
 CHUNK_PACKETS = 65_536  # flows are planned in groups of about this many packets
 START_US = 1_793_606_400 * 1_000_000  # 2026-11-02T08:00:00Z
@@ -53,12 +54,31 @@ GATEWAY_MAC = 0x00005E000101  # VRRP virtual router MAC: routed traffic shows th
 CLIENT_OUIS = [0x3C970E, 0xF01898, 0x001422, 0xB827EB, 0x3CD92B, 0x4CBD8F, 0x3CEF8C, 0xACCC8E, 0x588FCF]
 SERVER_OUIS = [0x001422, 0x0025B5, 0x000C29]
 PUBLIC_V4_PREFIXES = [  # /16s that look like the public internet (CDNs, clouds)
-    (23, 32), (34, 117), (52, 84), (104, 16), (142, 250), (151, 101), (13, 107), (17, 253),
-    (31, 13), (157, 240), (185, 199), (93, 184), (20, 42), (35, 186), (172, 217), (216, 58),
+    (23, 32),
+    (34, 117),
+    (52, 84),
+    (104, 16),
+    (142, 250),
+    (151, 101),
+    (13, 107),
+    (17, 253),
+    (31, 13),
+    (157, 240),
+    (185, 199),
+    (93, 184),
+    (20, 42),
+    (35, 186),
+    (172, 217),
+    (216, 58),
 ]
 DOC_V4_NETS = [(192 << 24) | (0 << 16) | (2 << 8), (198 << 24) | (51 << 16) | (100 << 8), (203 << 24) | (113 << 8)]
-PUBLIC_V6_PREFIXES = [0x20010DB8F0000000, 0x20010DB8F1000000, 0x2A00145040010000, 0x2606470000000000,
-                      0x262001EC00000000]
+PUBLIC_V6_PREFIXES = [
+    0x20010DB8F0000000,
+    0x20010DB8F1000000,
+    0x2A00145040010000,
+    0x2606470000000000,
+    0x262001EC00000000,
+]
 ULA_SITE = 0xFD123456789A0000  # fd12:3456:789a::/48, subnets in the low 16 bits
 GUA_SITE = 0x20010DB85A170000  # 2001:db8:5a17::/48, the site's global prefix
 LOCAL_DNS_V4 = (10 << 24) | 53
@@ -70,22 +90,73 @@ PUBLIC_TCP_PORTS = [(443, 72), (80, 14), (8443, 5), (8883, 4), (993, 3), (5223, 
 LOCAL_TCP_PORTS = [(443, 25), (80, 20), (554, 20), (8000, 10), (22, 10), (8080, 10), (9100, 5)]
 TLS_PORTS, HTTP_PORTS, RTSP_PORTS = (443, 8443, 8883, 993, 5223), (80, 8000, 8080), (554,)
 
-NAMES = [f"{h}.{d}" for d in ("example.com", "example.net", "example.org", "video.example.com",
-                                "cloud.example.net", "cdn.example.org")
-         for h in ("www", "api", "cdn", "img", "static", "mail", "update", "login", "telemetry", "time",
-                   "ws", "assets", "media", "download", "push", "auth")]
-NAMES += ["www.easy4ipcloud.com", "litedev.hik-connect.com", "litedev.ezvizlife.com", "time.ys7.com",
-          "pool.ntp.org", "connectivitycheck.gstatic.com", "ocsp.digicert.com", "api.github.com"]
+NAMES = [
+    f"{h}.{d}"
+    for d in ("example.com", "example.net", "example.org", "video.example.com", "cloud.example.net", "cdn.example.org")
+    for h in (
+        "www",
+        "api",
+        "cdn",
+        "img",
+        "static",
+        "mail",
+        "update",
+        "login",
+        "telemetry",
+        "time",
+        "ws",
+        "assets",
+        "media",
+        "download",
+        "push",
+        "auth",
+    )
+]
+NAMES += [
+    "www.easy4ipcloud.com",
+    "litedev.hik-connect.com",
+    "litedev.ezvizlife.com",
+    "time.ys7.com",
+    "pool.ntp.org",
+    "connectivitycheck.gstatic.com",
+    "ocsp.digicert.com",
+    "api.github.com",
+]
 
-SPEC = np.dtype([
-    ("ts", "<i8"), ("smac", "<u8"), ("dmac", "<u8"),
-    ("s6hi", "<u8"), ("s6lo", "<u8"), ("d6hi", "<u8"), ("d6lo", "<u8"),
-    ("s4", "<u4"), ("d4", "<u4"), ("seq", "<u4"), ("ack", "<u4"), ("tsval", "<u4"),
-    ("sport", "<u2"), ("dport", "<u2"), ("ipid", "<u2"), ("win", "<u2"), ("plen", "<u2"),
-    ("txid", "<u2"), ("tci1", "<u2"), ("tci2", "<u2"), ("icmpid", "<u2"), ("icmpseq", "<u2"),
-    ("tmpl", "<i2"), ("l2", "u1"), ("v6", "u1"), ("l4", "u1"), ("flags", "u1"), ("ttl", "u1"),
-    ("icmptype", "u1"), ("rtp", "u1"),
-])
+SPEC = np.dtype(
+    [
+        ("ts", "<i8"),
+        ("smac", "<u8"),
+        ("dmac", "<u8"),
+        ("s6hi", "<u8"),
+        ("s6lo", "<u8"),
+        ("d6hi", "<u8"),
+        ("d6lo", "<u8"),
+        ("s4", "<u4"),
+        ("d4", "<u4"),
+        ("seq", "<u4"),
+        ("ack", "<u4"),
+        ("tsval", "<u4"),
+        ("sport", "<u2"),
+        ("dport", "<u2"),
+        ("ipid", "<u2"),
+        ("win", "<u2"),
+        ("plen", "<u2"),
+        ("txid", "<u2"),
+        ("tci1", "<u2"),
+        ("tci2", "<u2"),
+        ("icmpid", "<u2"),
+        ("icmpseq", "<u2"),
+        ("tmpl", "<i2"),
+        ("l2", "u1"),
+        ("v6", "u1"),
+        ("l4", "u1"),
+        ("flags", "u1"),
+        ("ttl", "u1"),
+        ("icmptype", "u1"),
+        ("rtp", "u1"),
+    ]
+)
 """One row per packet to write: everything the frame builder needs, so rows can wait across chunks."""
 
 U8 = NDArray[np.uint8]
@@ -112,23 +183,48 @@ def _dns_pair(name: str, qtype: int, answer: bytes) -> tuple[bytes, bytes]:
 def _client_hello(name: str, rnd: bytes) -> bytes:
     """Return a TLS 1.3-style ClientHello record carrying SNI (RFC 8446 §4.1.2, RFC 6066 §3)."""
     sni = name.encode()
-    ciphers = [0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0xC013, 0xC014,
-               0x009C, 0x009D, 0x002F, 0x0035]
+    ciphers = [
+        0x1301,
+        0x1302,
+        0x1303,
+        0xC02B,
+        0xC02F,
+        0xC02C,
+        0xC030,
+        0xCCA9,
+        0xCCA8,
+        0xC013,
+        0xC014,
+        0x009C,
+        0x009D,
+        0x002F,
+        0x0035,
+    ]
     sigalgs = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601]
     alpn = b"\x02h2\x08http/1.1"
-    exts = b"".join([
-        struct.pack(">HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni,
-        struct.pack(">HHH3H", 10, 8, 6, 0x001D, 0x0017, 0x0018),
-        struct.pack(">HHBB", 11, 2, 1, 0),
-        struct.pack(">HHH", 13, 2 + 2 * len(sigalgs), 2 * len(sigalgs)) + struct.pack(f">{len(sigalgs)}H", *sigalgs),
-        struct.pack(">HHH", 16, len(alpn) + 2, len(alpn)) + alpn,
-        struct.pack(">HHBHH", 43, 5, 4, 0x0304, 0x0303),
-        struct.pack(">HHBB", 45, 2, 1, 1),
-        struct.pack(">HHHHH", 51, 38, 36, 0x001D, 32) + rnd[32:64],
-    ])
-    body = (struct.pack(">H", 0x0303) + rnd[:32] + b"\x20" + rnd[64:96]
-            + struct.pack(f">H{len(ciphers)}H", 2 * len(ciphers), *ciphers) + b"\x01\x00"
-            + struct.pack(">H", len(exts)) + exts)
+    exts = b"".join(
+        [
+            struct.pack(">HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni,
+            struct.pack(">HHH3H", 10, 8, 6, 0x001D, 0x0017, 0x0018),
+            struct.pack(">HHBB", 11, 2, 1, 0),
+            struct.pack(">HHH", 13, 2 + 2 * len(sigalgs), 2 * len(sigalgs))
+            + struct.pack(f">{len(sigalgs)}H", *sigalgs),
+            struct.pack(">HHH", 16, len(alpn) + 2, len(alpn)) + alpn,
+            struct.pack(">HHBHH", 43, 5, 4, 0x0304, 0x0303),
+            struct.pack(">HHBB", 45, 2, 1, 1),
+            struct.pack(">HHHHH", 51, 38, 36, 0x001D, 32) + rnd[32:64],
+        ]
+    )
+    body = (
+        struct.pack(">H", 0x0303)
+        + rnd[:32]
+        + b"\x20"
+        + rnd[64:96]
+        + struct.pack(f">H{len(ciphers)}H", 2 * len(ciphers), *ciphers)
+        + b"\x01\x00"
+        + struct.pack(">H", len(exts))
+        + exts
+    )
     handshake = b"\x01" + len(body).to_bytes(3, "big") + body
     return b"\x16\x03\x01" + struct.pack(">H", len(handshake)) + handshake
 
@@ -167,20 +263,27 @@ def build_templates(rng: np.random.Generator) -> Templates:
         tls.append(len(blobs))
         blobs.append(_client_hello(name, rng.integers(0, 256, 96, dtype=np.uint8).tobytes()))
         http.append(len(blobs))
-        blobs.append(f"GET /v{i % 4}/status?id={i} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: Mozilla/5.0 "
-                     "(X11; Linux x86_64)\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n".encode())
+        blobs.append(
+            f"GET /v{i % 4}/status?id={i} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: Mozilla/5.0 "
+            "(X11; Linux x86_64)\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n".encode()
+        )
         dns_flags += [False, False]
     for i in range(8):
         rtsp.append(len(blobs))
-        blobs.append(f"DESCRIBE rtsp://10.0.1.{10 + i}:554/Streaming/Channels/{101 + i} RTSP/1.0\r\n"
-                     f"CSeq: {2 + i}\r\nAccept: application/sdp\r\nUser-Agent: LibVLC/3.0.18\r\n\r\n".encode())
+        blobs.append(
+            f"DESCRIBE rtsp://10.0.1.{10 + i}:554/Streaming/Channels/{101 + i} RTSP/1.0\r\n"
+            f"CSeq: {2 + i}\r\nAccept: application/sdp\r\nUser-Agent: LibVLC/3.0.18\r\n\r\n".encode()
+        )
         rtsp_reply.append(len(blobs))
-        blobs.append(f"RTSP/1.0 200 OK\r\nCSeq: {2 + i}\r\nContent-Type: application/sdp\r\n"
-                     "Content-Length: 0\r\n\r\n".encode())
+        blobs.append(
+            f"RTSP/1.0 200 OK\r\nCSeq: {2 + i}\r\nContent-Type: application/sdp\r\nContent-Length: 0\r\n\r\n".encode()
+        )
         http_reply.append(len(blobs))
         server = ("nginx/1.24.0", "Apache/2.4.57 (Debian)", "App-webs/", "lighttpd/1.4.69")[i % 4]
-        blobs.append(f"HTTP/1.1 200 OK\r\nServer: {server}\r\nContent-Type: application/octet-stream\r\n"
-                     "Cache-Control: no-cache\r\nConnection: close\r\n\r\n".encode())
+        blobs.append(
+            f"HTTP/1.1 200 OK\r\nServer: {server}\r\nContent-Type: application/octet-stream\r\n"
+            "Cache-Control: no-cache\r\nConnection: close\r\n\r\n".encode()
+        )
         dns_flags += [False, False, False]
     length = np.array([len(b) for b in blobs], dtype=np.int64)
     return Templates(
@@ -213,6 +316,9 @@ class Hosts:
     c_tci1: NDArray[np.uint16]
     c_tci2: NDArray[np.uint16]
     c_ttl: NDArray[np.uint8]
+    c_port_base: I64
+    c_opened: I64
+    """Flows each client has opened so far (mutable): its n-th flow gets source port base + n."""
     l_mac: NDArray[np.uint64]
     l_ip4: NDArray[np.uint32]
     l_lo: NDArray[np.uint64]
@@ -258,6 +364,8 @@ def build_hosts(rng: np.random.Generator, n_flows: int) -> Hosts:
         c_tci1=tci1,
         c_tci2=rng.choice([20, 30, 40], nc).astype(np.uint16),
         c_ttl=np.where(rng.random(nc) < 0.7, 64, 128).astype(np.uint8),
+        c_port_base=rng.integers(0, 1 << 16, nc),
+        c_opened=np.zeros(nc, dtype=np.int64),
         l_mac=(np.array(SERVER_OUIS, dtype=np.uint64)[j % 3] << np.uint64(24)) | (0x100 + j),
         l_ip4=l_ip4.astype(np.uint32),
         l_lo=l_lo,
@@ -293,15 +401,18 @@ def plan_flows(rng: np.random.Generator, n_packets: int, n_flows: int) -> tuple[
     p_tcp = n_packets - p_udp - p_icmp - 2 * f_refused
     if n_flows < 100 or p_stream < 2 * f_stream or p_icmp < 2 * f_icmp or p_tcp < 7 * f_tcp:
         raise SystemExit("error: need --flows >= 100 and at least 10 packets per flow")
-    kinds = np.repeat(np.array([TCP, REFUSED, DNS, STREAM, ICMP], dtype=np.uint8),
-                      [f_tcp, f_refused, f_dns, f_stream, f_icmp])
-    counts = np.concatenate([
-        _split(rng, p_tcp, f_tcp, 7, 1.4, 150.0),
-        np.full(f_refused, 2, dtype=np.int64),
-        dns,
-        _split(rng, p_stream, f_stream, 2, 1.0, 50.0),
-        _split(rng, p_icmp, f_icmp, 2, 0.5, 5.0),
-    ])
+    kinds = np.repeat(
+        np.array([TCP, REFUSED, DNS, STREAM, ICMP], dtype=np.uint8), [f_tcp, f_refused, f_dns, f_stream, f_icmp]
+    )
+    counts = np.concatenate(
+        [
+            _split(rng, p_tcp, f_tcp, 7, 1.4, 150.0),
+            np.full(f_refused, 2, dtype=np.int64),
+            dns,
+            _split(rng, p_stream, f_stream, 2, 1.0, 50.0),
+            _split(rng, p_icmp, f_icmp, 2, 0.5, 5.0),
+        ]
+    )
     order = rng.permutation(n_flows)
     return kinds[order], counts[order]
 
@@ -318,8 +429,9 @@ def _in_group_prefix(values: I64, starts: I64, counts: I64) -> I64:
     return c - np.repeat(c[starts], counts)
 
 
-def gen_chunk(rng: np.random.Generator, hosts: Hosts, tm: Templates, kind: NDArray[np.uint8], npk: I64,
-              t0_us: int, window_us: int) -> NDArray[Any]:
+def gen_chunk(
+    rng: np.random.Generator, hosts: Hosts, tm: Templates, kind: NDArray[np.uint8], npk: I64, t0_us: int, window_us: int
+) -> NDArray[Any]:
     """Return SPEC rows (flow by flow, in order) for flows starting in [t0_us, t0_us + window_us)."""
     k = len(kind)
     is_tcp, is_ref, is_dns = kind == TCP, kind == REFUSED, kind == DNS
@@ -336,8 +448,15 @@ def gen_chunk(rng: np.random.Generator, hosts: Hosts, tm: Templates, kind: NDArr
     c_hi = np.where(local, hosts.c_ula_hi[client], hosts.c_gua_hi[client])
     s_hi = np.where(local, np.uint64(ULA_SITE | 0xFF), hosts.p_hi[pi])
     c_lo, s_lo = hosts.c_lo[client], np.where(local, hosts.l_lo[li], hosts.p_lo[pi])
+    # each client's flows get successive source ports / ICMP ids, so no 5-tuple is ever reused
+    by_client = np.argsort(client, kind="stable")
+    ranked = client[by_client]
+    nth = np.empty(k, dtype=np.int64)
+    nth[by_client] = np.arange(k) - np.searchsorted(ranked, ranked)
+    nth += hosts.c_opened[client] + hosts.c_port_base[client]
+    hosts.c_opened[:] += np.bincount(client, minlength=len(hosts.c_opened))
     rtp = rng.integers(8192, 16384, k) * 2
-    c_port = np.where(is_stream, rtp, rng.integers(32768, 61000, k))
+    c_port = np.where(is_stream, 16384 + 2 * (nth % 8192), 32768 + nth % 28232)  # Linux ephemeral range
     tcp_port = np.where(local, _pick(rng, LOCAL_TCP_PORTS, k), _pick(rng, PUBLIC_TCP_PORTS, k))
     s_port = np.select([anytcp, is_dns, is_stream], [tcp_port, 53, rtp + 2 * rng.integers(1, 500, k)], 0)
     c_ttl = hosts.c_ttl[client].astype(np.int64)
@@ -349,20 +468,26 @@ def gen_chunk(rng: np.random.Generator, hosts: Hosts, tm: Templates, kind: NDArr
     fin_close = rng.random(k) < 0.85
     closer = (rng.random(k) < 0.5).astype(np.int64)
     rtt = np.where(local, rng.integers(80, 1500, k), rng.integers(6000, 160000, k))
-    mean_gap = np.select([is_stream, is_icmp], [rng.integers(5000, 40000, k), 1_000_000],
-                         rng.lognormal(np.log(3000.0), 1.2, k))
+    mean_gap = np.select(
+        [is_stream, is_icmp], [rng.integers(5000, 40000, k), 1_000_000], rng.lognormal(np.log(3000.0), 1.2, k)
+    )
     start = t0_us + rng.integers(0, window_us, k)
     name = rng.integers(0, len(NAMES), k)
     req = np.select(
         [np.isin(tcp_port, TLS_PORTS), np.isin(tcp_port, HTTP_PORTS), np.isin(tcp_port, RTSP_PORTS)],
-        [tm.tls[name], tm.http[name], tm.rtsp[name % len(tm.rtsp)]], -1)
+        [tm.tls[name], tm.http[name], tm.rtsp[name % len(tm.rtsp)]],
+        -1,
+    )
     req = np.where(is_tcp, req, -1)
-    reply = np.select([np.isin(tcp_port, HTTP_PORTS), np.isin(tcp_port, RTSP_PORTS)],
-                      [tm.http_reply[name % len(tm.http_reply)], tm.rtsp_reply[name % len(tm.rtsp_reply)]], -1)
+    reply = np.select(
+        [np.isin(tcp_port, HTTP_PORTS), np.isin(tcp_port, RTSP_PORTS)],
+        [tm.http_reply[name % len(tm.http_reply)], tm.rtsp_reply[name % len(tm.rtsp_reply)]],
+        -1,
+    )
     reply = np.where(is_tcp, reply, -1)
     rtp_base = rng.integers(0, 1 << 32, (2, k))  # RTP sequence start, SSRC
     txid = rng.integers(0, 65536, k)
-    icmp_id = rng.integers(1, 65536, k)
+    icmp_id = 1 + nth % 65535
     mss = np.where(v6, 1440, 1460)
 
     # ---- per packet
@@ -380,8 +505,11 @@ def gen_chunk(rng: np.random.Generator, hosts: Hosts, tm: Templates, kind: NDArr
     sends = r[0] < 0.62
     direction = np.where(sends, hv, 1 - hv)
     m = mss[f]
-    plen = np.where(sends, np.where(r[1] < 0.7, m, 32 + (r[2] * (m - 32)).astype(np.int64)),
-                    np.where(r[1] < 0.8, 0, 32 + (r[2] * 300).astype(np.int64)))
+    plen = np.where(
+        sends,
+        np.where(r[1] < 0.7, m, 32 + (r[2] * (m - 32)).astype(np.int64)),
+        np.where(r[1] < 0.8, 0, 32 + (r[2] * 300).astype(np.int64)),
+    )
     flags = np.where(plen == 0, ACK, np.where(plen < m, PSH | ACK, ACK))
     tmpl = np.full(n_total, -1, dtype=np.int64)
     last = pos == n - 1
@@ -419,8 +547,9 @@ def gen_chunk(rng: np.random.Generator, hosts: Hosts, tm: Templates, kind: NDArr
     # RTP-like stream: mostly one way, a little RTCP-sized traffic back
     ps = pk_stream
     direction[ps] = np.where(r[0][ps] < 0.92, hv[ps], 1 - hv[ps])
-    plen[ps] = np.where(direction[ps] == hv[ps], 160 + (r[1][ps] * 1140).astype(np.int64),
-                        40 + (r[2][ps] * 80).astype(np.int64))
+    plen[ps] = np.where(
+        direction[ps] == hv[ps], 160 + (r[1][ps] * 1140).astype(np.int64), 40 + (r[2][ps] * 80).astype(np.int64)
+    )
     l4[ps] = L4_UDP
     # echo request / reply
     direction[pk_icmp], plen[pk_icmp], l4[pk_icmp] = pos[pk_icmp] % 2, 0, L4_ICMP
@@ -493,7 +622,7 @@ def gen_chunk(rng: np.random.Generator, hosts: Hosts, tm: Templates, kind: NDArr
 def _put(h: U8, col: int, values: NDArray[Any], dtype: str) -> None:
     """Write values big-endian into columns col.. of every row of h."""
     width = np.dtype(dtype).itemsize
-    h[:, col:col + width] = np.ascontiguousarray(values.astype(dtype)).view(np.uint8).reshape(-1, width)
+    h[:, col : col + width] = np.ascontiguousarray(values.astype(dtype)).view(np.uint8).reshape(-1, width)
 
 
 def _checksum(words: NDArray[np.uint64]) -> NDArray[np.uint64]:
@@ -505,7 +634,7 @@ def _checksum(words: NDArray[np.uint64]) -> NDArray[np.uint64]:
 
 
 def _words(h: U8, start: int, stop: int) -> NDArray[np.uint64]:
-    return h[:, start:stop:2].astype(np.uint64) << np.uint64(8) | h[:, start + 1:stop:2]
+    return h[:, start:stop:2].astype(np.uint64) << np.uint64(8) | h[:, start + 1 : stop : 2]
 
 
 def build_headers(s: NDArray[Any], l2: int, v6: bool, l4: int) -> U8:
@@ -558,8 +687,9 @@ def build_headers(s: NDArray[Any], l2: int, v6: bool, l4: int) -> U8:
         h[:, t + 13] = s["flags"]
         _put(h, t + 14, s["win"], ">u2")
         if l4 == L4_TCP_SYNOPT:  # MSS, SACK permitted, timestamps, NOP, window scale (Linux order)
-            h[:, t + 20:t + 40] = np.frombuffer(
-                bytes([2, 4, 0, 0, 4, 2, 8, 10]) + bytes(8) + bytes([1, 3, 3, 7]), dtype=np.uint8)
+            h[:, t + 20 : t + 40] = np.frombuffer(
+                bytes([2, 4, 0, 0, 4, 2, 8, 10]) + bytes(8) + bytes([1, 3, 3, 7]), dtype=np.uint8
+            )
             _put(h, t + 22, np.full(len(s), 1440 if v6 else 1460), ">u2")
             _put(h, t + 28, s["tsval"], ">u4")
     elif l4 == L4_UDP:
@@ -570,7 +700,7 @@ def build_headers(s: NDArray[Any], l2: int, v6: bool, l4: int) -> U8:
         h[:, t] = s["icmptype"]
         _put(h, t + 4, s["icmpid"], ">u2")
         _put(h, t + 6, s["icmpseq"], ">u2")
-        h[:, t + 8:t + 64] = np.frombuffer(ICMP_PAYLOAD, dtype=np.uint8)
+        h[:, t + 8 : t + 64] = np.frombuffer(ICMP_PAYLOAD, dtype=np.uint8)
         words = _words(h, t, t + 64)
         if v6:  # pseudo-header: addresses, upper-layer length, next header (RFC 8200 §8.1)
             pseudo = _words(h, ip + 8, ip + 40).sum(axis=1, dtype=np.uint64) + np.uint64(64 + 58)
@@ -663,7 +793,7 @@ def write_capture(path: Path, n_packets: int, n_flows: int, seed: int, pps: floa
     with path.open("wb") as out:
         out.write(pcap_header())
         nbytes = 24
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for a, b in itertools.pairwise(bounds):
             window = max(1, round(int(npk[a:b].sum()) * 1e6 / pps))
             rows = np.concatenate([pending, gen_chunk(rng, hosts, tm, kind[a:b], npk[a:b], t0, window)])
             rows = rows[np.argsort(rows["ts"], kind="stable")]
@@ -695,11 +825,20 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     packets, nbytes = write_capture(args.out, args.packets, flows, args.seed, args.pps)
     took = time.perf_counter() - began
-    meta = {"generator": GENERATOR, "packets": packets, "flows": flows, "bytes": nbytes, "seed": args.seed,
-            "pps": args.pps, "seconds": round(took, 3)}
+    meta = {
+        "generator": GENERATOR,
+        "packets": packets,
+        "flows": flows,
+        "bytes": nbytes,
+        "seed": args.seed,
+        "pps": args.pps,
+        "seconds": round(took, 3),
+    }
     Path(f"{args.out}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"{args.out}: {packets:,} packets, {flows:,} flows, {nbytes:,} bytes "
-          f"({nbytes / 1e6:.1f} MB) in {took:.1f} s ({packets / took / 1e6:.2f} M packets/s)")
+    print(
+        f"{args.out}: {packets:,} packets, {flows:,} flows, {nbytes:,} bytes "
+        f"({nbytes / 1e6:.1f} MB) in {took:.1f} s ({packets / took / 1e6:.2f} M packets/s)"
+    )
     return 0
 
 

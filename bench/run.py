@@ -64,14 +64,27 @@ def ensure_capture(workdir: Path, packets: int, flows: int, seed: int) -> Captur
     gen_version = _generator_version()
     if path.exists() and sidecar.exists():
         meta = json.loads(sidecar.read_text())
-        if (meta.get("generator") == gen_version and meta.get("packets") == packets
-                and meta.get("flows") == flows and meta.get("seed") == seed
-                and meta.get("bytes") == path.stat().st_size):
+        if (
+            meta.get("generator") == gen_version
+            and meta.get("packets") == packets
+            and meta.get("flows") == flows
+            and meta.get("seed") == seed
+            and meta.get("bytes") == path.stat().st_size
+        ):
             log(f"reusing {path} ({meta['bytes'] / 1e6:,.0f} MB)")
             return Capture(path, packets, flows, int(meta["bytes"]))
     log(f"generating {path} ...")
-    cmd = [sys.executable, str(GENERATOR), str(path), "--packets", str(packets), "--flows", str(flows),
-           "--seed", str(seed)]
+    cmd = [
+        sys.executable,
+        str(GENERATOR),
+        str(path),
+        "--packets",
+        str(packets),
+        "--flows",
+        str(flows),
+        "--seed",
+        str(seed),
+    ]
     subprocess.run(cmd, check=True, stdout=sys.stderr)
     meta = json.loads(sidecar.read_text())
     return Capture(path, int(meta["packets"]), int(meta["flows"]), int(meta["bytes"]))
@@ -100,9 +113,15 @@ def timed(tool: str, cmd: list[str], cap: Capture) -> Run:
         proc.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         err.seek(0)
         tail = err.read().decode(errors="replace")[-STDERR_TAIL:].strip()
-    return Run(tool=tool, capture=cap.path.name, wall_s=wall, packets_per_s=cap.packets / wall,
-               peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
-               exit_code=code, error=tail if code != 0 else None)
+    return Run(
+        tool=tool,
+        capture=cap.path.name,
+        wall_s=wall,
+        packets_per_s=cap.packets / wall,
+        peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
+        exit_code=code,
+        error=tail if code != 0 else None,
+    )
 
 
 def bench_capture(cap: Capture, workdir: Path, repeat: int, tshark: str | None) -> list[Run]:
@@ -117,8 +136,7 @@ def bench_capture(cap: Capture, workdir: Path, repeat: int, tshark: str | None) 
             log(f"  auditor exited {runs[-1].exit_code}: {runs[-1].error}")
         if tshark:
             log(f"[{i + 1}/{repeat}] tshark conv,tcp conv,udp {cap.path.name}")
-            runs.append(timed("tshark", [tshark, "-q", "-r", str(cap.path), "-z", "conv,tcp", "-z", "conv,udp"],
-                              cap))
+            runs.append(timed("tshark", [tshark, "-q", "-r", str(cap.path), "-z", "conv,tcp", "-z", "conv,udp"], cap))
             if runs[-1].error:
                 log(f"  tshark exited {runs[-1].exit_code}: {runs[-1].error}")
     return runs
@@ -141,21 +159,38 @@ def summarise(caps: list[Capture], runs: list[Run]) -> dict[str, Any]:
         for tool, r in per_tool.items():
             failed = [x for x in runs if x.tool == tool and x.capture == cap.path.name and x.exit_code != 0]
             if r or failed:
-                rows.append({"capture": cap.path.name, "tool": tool, "packets": cap.packets,
-                             "wall_s": r.wall_s if r else None, "packets_per_s": r.packets_per_s if r else None,
-                             "peak_rss_mb": r.peak_rss_mb if r else None,
-                             "failed_runs": len(failed), "error": failed[-1].error if failed else None})
+                rows.append(
+                    {
+                        "capture": cap.path.name,
+                        "tool": tool,
+                        "packets": cap.packets,
+                        "wall_s": r.wall_s if r else None,
+                        "packets_per_s": r.packets_per_s if r else None,
+                        "peak_rss_mb": r.peak_rss_mb if r else None,
+                        "failed_runs": len(failed),
+                        "error": failed[-1].error if failed else None,
+                    }
+                )
         a, t = per_tool["auditor"], per_tool["tshark"]
         if a and t:
-            ratios.append({"capture": cap.path.name, "time_ratio": a.wall_s / t.wall_s,
-                           "rss_ratio": a.peak_rss_mb / t.peak_rss_mb})
+            ratios.append(
+                {
+                    "capture": cap.path.name,
+                    "time_ratio": a.wall_s / t.wall_s,
+                    "rss_ratio": a.peak_rss_mb / t.peak_rss_mb,
+                }
+            )
     flat: dict[str, Any] = {}
     for tool in ("auditor", "tshark"):
         small, large = (best(runs, tool, cap) for cap in (caps[0], caps[-1]))
         if small and large and len(caps) > 1:
             ratio = large.peak_rss_mb / small.peak_rss_mb
-            flat[tool] = {"small_mb": small.peak_rss_mb, "large_mb": large.peak_rss_mb, "ratio": ratio,
-                          "flat": ratio <= FLAT_RSS_RATIO}
+            flat[tool] = {
+                "small_mb": small.peak_rss_mb,
+                "large_mb": large.peak_rss_mb,
+                "ratio": ratio,
+                "flat": ratio <= FLAT_RSS_RATIO,
+            }
     return {
         "captures": [{"path": str(c.path), "packets": c.packets, "flows": c.flows, "bytes": c.bytes} for c in caps],
         "results": rows,
@@ -173,20 +208,29 @@ def print_table(fig: dict[str, Any]) -> None:
     """Print the figures for a person."""
     print(f"{'capture':<34} {'tool':<8} {'packets':>11} {'wall s':>9} {'packets/s':>12} {'peak RSS MB':>12}")
     for r in fig["results"]:
-        print(f"{r['capture']:<34} {r['tool']:<8} {r['packets']:>11,} {_fmt(r['wall_s'], '.2f'):>9} "
-              f"{_fmt(r['packets_per_s'], ',.0f'):>12} {_fmt(r['peak_rss_mb'], ',.1f'):>12}"
-              + (f"  ({r['failed_runs']} failed run(s): {r['error'].splitlines()[-1] if r['error'] else '?'})"
-                 if r["failed_runs"] else ""))
+        print(
+            f"{r['capture']:<34} {r['tool']:<8} {r['packets']:>11,} {_fmt(r['wall_s'], '.2f'):>9} "
+            f"{_fmt(r['packets_per_s'], ',.0f'):>12} {_fmt(r['peak_rss_mb'], ',.1f'):>12}"
+            + (
+                f"  ({r['failed_runs']} failed run(s): {r['error'].splitlines()[-1] if r['error'] else '?'})"
+                if r["failed_runs"]
+                else ""
+            )
+        )
     print()
     for q in fig["auditor_vs_tshark"]:
         word = "faster" if q["time_ratio"] < 1 else "slower"
         speed = 1 / q["time_ratio"] if q["time_ratio"] < 1 else q["time_ratio"]
-        print(f"{q['capture']}: auditor/tshark time {q['time_ratio']:.2f} (auditor {speed:.1f}x {word}), "
-              f"peak RSS {q['rss_ratio']:.2f}")
+        print(
+            f"{q['capture']}: auditor/tshark time {q['time_ratio']:.2f} (auditor {speed:.1f}x {word}), "
+            f"peak RSS {q['rss_ratio']:.2f}"
+        )
     for tool, g in fig["peak_rss_growth"].items():
         verdict = "flat" if g["flat"] else "GROWS"
-        print(f"{tool} peak RSS: {g['small_mb']:,.1f} MB -> {g['large_mb']:,.1f} MB on the larger capture "
-              f"(x{g['ratio']:.2f}, {verdict}; flat means <= x{FLAT_RSS_RATIO})")
+        print(
+            f"{tool} peak RSS: {g['small_mb']:,.1f} MB -> {g['large_mb']:,.1f} MB on the larger capture "
+            f"(x{g['ratio']:.2f}, {verdict}; flat means <= x{FLAT_RSS_RATIO})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,8 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packets", type=int, default=2_000_000, help="packets in the base capture")
     ap.add_argument("--flows", type=int, default=None, help="flows in the base capture (default packets/20)")
     ap.add_argument("--scale", type=int, default=4, help="the second capture is this many times larger")
-    ap.add_argument("--keep", type=Path, default=Path("/tmp/auditor-bench"), metavar="DIR",
-                    help="folder that keeps the captures (reused across runs) and auditor outputs")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=Path("/tmp/auditor-bench"),
+        metavar="DIR",
+        help="folder that keeps the captures (reused across runs) and auditor outputs",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1, help="runs per tool and capture; the fastest is reported")
     ap.add_argument("--no-tshark", action="store_true", help="time the auditor only")

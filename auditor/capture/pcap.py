@@ -22,7 +22,6 @@ from auditor.capture._chunks import (
     Int64s,
     _Closable,
     split_batches,
-    u32_view,
 )
 from auditor.capture.types import (
     DEFAULT_BATCH_FRAMES,
@@ -122,6 +121,7 @@ class PcapSource:
         self._frac_ns = 1 if self.nanosecond else 1000
         self._max_caplen = min(max(snaplen, SNAPLEN_FLOOR), MAX_RECORD_BYTES)
         self._incl = struct.Struct(f"{order}8xI")
+        self._u32 = np.dtype(f"{order}u4")
 
     def __enter__(self) -> PcapSource:
         return self
@@ -162,7 +162,7 @@ class PcapSource:
             data = buf[:filled]
             self.stats.bytes_read = chunks.offset
             base = chunks.offset - filled
-            bounds = np.array(starts, dtype=np.int64)
+            bounds = np.fromiter(starts, dtype=np.int64, count=len(starts))
             done, rest, incl, corrupt = self._settle(starts, bounds, filled)
             if done:
                 yield from self._emit(data, bounds[: done + 1], max_frames)
@@ -205,14 +205,18 @@ class PcapSource:
         rec = bounds[:-1]
         done = int(rec.shape[0])
         caplen = (np.diff(bounds) - RECORD_HEADER_BYTES).astype(np.uint32)
-        u32 = u32_view(data, self.byteorder)
-        ts_ns = u32[rec].astype(np.int64)
+        # One gather of every 16-byte record header, then columns: ts_sec, ts_frac, incl_len, orig_len.
+        rows = np.lib.stride_tricks.as_strided(
+            data, shape=(int(data.shape[0]) - RECORD_HEADER_BYTES + 1, RECORD_HEADER_BYTES), strides=(1, 1)
+        )
+        header = rows[rec].view(self._u32)
+        ts_ns = header[:, 0].astype(np.int64)
         ts_ns *= 1_000_000_000
-        frac = u32[rec + 4].astype(np.int64)
+        frac = header[:, 1].astype(np.int64)
         if self._frac_ns != 1:
             frac *= self._frac_ns
         ts_ns += frac
-        wirelen = np.maximum(u32[rec + 12], caplen).astype(np.uint32, copy=False)
+        wirelen = np.maximum(header[:, 3], caplen).astype(np.uint32, copy=False)
         linktype = np.full(done, self.linktype, dtype=np.uint16)
         first = self.stats.frames + 1
         for batch in split_batches(

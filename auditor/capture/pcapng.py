@@ -148,6 +148,7 @@ class PcapngSource:
         self.stats.bytes_read = self._chunks.offset
         self._head = np.frombuffer(head, dtype=np.uint8)
         self._walked = False
+        self._run_mixed = False
         self._set_section("<")
         self._pending: list[tuple[Int64s, NDArray[np.uint32], NDArray[np.uint32], Int64s, NDArray[np.uint16]]]
         self._pending = []
@@ -174,6 +175,7 @@ class PcapngSource:
         self._order = order
         self._header = struct.Struct(f"{order}II")
         self._u32 = struct.Struct(f"{order}I")
+        self._u32_dtype = np.dtype(f"{order}u4")
         self._interfaces: list[Interface] = []
         self._tables: tuple[NDArray[np.uint16], Int64s, Int64s, list[tuple[int, int]]] | None = None
 
@@ -263,6 +265,7 @@ class PcapngSource:
                         self._add_interface(view, pos, blen)
                 elif btype == BT_EPB or btype == BT_OPB or btype == BT_SPB:
                     run.append(pos)
+                    self._run_mixed = True
                 # any other block (NRB, ISB, DSB, custom, unknown) carries no packet: skip it by length
                 pos += blen
         except _Corrupt as bad:
@@ -340,18 +343,67 @@ class PcapngSource:
         """Check the packet blocks at `run` and queue their columns; raise _Corrupt at the first bad one."""
         if not run:
             return
-        blocks = np.array(run, dtype=np.int64)
-        run.clear()  # queued once, even if a later error path queues `run` again
+        blocks = np.fromiter(run, dtype=np.int64, count=len(run))
+        run.clear()  # queued once, even if an error path queues `run` again
+        mixed, self._run_mixed = self._run_mixed, False
         u32 = u32_view(data, self._order)
+        tables = self._interface_tables()
+        if mixed:
+            iface, ticks, caplen, orig, data_off, simple, bad = self._mixed_columns(data, u32, blocks, tables)
+        else:
+            iface, ticks, caplen, orig, data_off, bad = self._epb_columns(data, u32, blocks)
+            simple = None
+        n = int(blocks.shape[0])
+        problem: _Corrupt | None = None
+        first_bad = np.flatnonzero(bad)
+        if first_bad.size:
+            n = int(first_bad[0])
+            problem = self._describe(data, int(blocks[n]))
+            iface, ticks, caplen, orig, data_off = iface[:n], ticks[:n], caplen[:n], orig[:n], data_off[:n]
+            simple = simple[:n] if simple is not None else None
+        if n:
+            self._queue_columns(simple, iface, ticks, caplen, orig, data_off, tables)
+        if problem is not None:
+            raise problem
+
+    def _epb_columns(
+        self, data: Bytes, u32: NDArray[np.uint32], blocks: Int64s
+    ) -> tuple[Int64s, U64, Int64s, Int64s, Int64s, NDArray[np.bool_]]:
+        """Return (interface, ticks, caplen, orig_len, data offset, bad) of Enhanced Packet Blocks."""
+        # One gather of every 28-byte EPB header: type, length, interface, ts high, ts low, captured, original.
+        rows = np.lib.stride_tricks.as_strided(
+            data, shape=(int(data.shape[0]) - EPB_HEADER + 1, EPB_HEADER), strides=(1, 1)
+        )
+        header = rows[blocks].view(self._u32_dtype)
+        blen = header[:, 1].astype(np.int64)
+        caplen = header[:, 5].astype(np.int64)
+        # The walk checked only type and a minimum length; alignment, the trailing copy of the
+        # length and the captured length are checked here for all blocks at once.
+        bad = ((blen & 3) != 0) | (u32[blocks + blen - 4] != blen) | (caplen > blen - (EPB_HEADER + 4))
+        ticks = (header[:, 3].astype(np.uint64) << np.uint64(32)) | header[:, 4]
+        return (
+            header[:, 2].astype(np.int64),
+            ticks,
+            caplen,
+            header[:, 6].astype(np.int64),
+            blocks + EPB_HEADER,
+            bad,
+        )
+
+    def _mixed_columns(
+        self,
+        data: Bytes,
+        u32: NDArray[np.uint32],
+        blocks: Int64s,
+        tables: tuple[NDArray[np.uint16], Int64s, Int64s, list[tuple[int, int]]],
+    ) -> tuple[Int64s, U64, Int64s, Int64s, Int64s, NDArray[np.bool_], NDArray[np.bool_]]:
+        """Like _epb_columns, for runs that also hold Simple and obsolete Packet Blocks (also: SPB mask)."""
         btype = u32[blocks]
         blen = u32[blocks + 4].astype(np.int64)
-        # The walk checked only type and length; length alignment and the trailing copy of the
-        # length are checked here for all blocks at once.
         bad = ((blen & 3) != 0) | (u32[blocks + blen - 4] != blen)
         simple = btype == BT_SPB
         n = int(blocks.shape[0])
-        any_simple = bool(simple.any())
-        rows = np.flatnonzero(~simple) if any_simple else slice(None)
+        rows = np.flatnonzero(~simple)
         timed = blocks[rows]
         caplen = np.zeros(n, dtype=np.int64)
         orig = np.zeros(n, dtype=np.int64)
@@ -367,31 +419,21 @@ class PcapngSource:
         caplen[rows] = u32[timed + 20]
         orig[rows] = u32[timed + 24]
         bad[rows] |= caplen[rows] > blen[rows] - (EPB_HEADER + 4)
-        tables = self._interface_tables()
-        if any_simple:
-            srows = np.flatnonzero(simple)
-            sblocks = blocks[srows]
-            orig[srows] = u32[sblocks + 8]
-            # SPB §4.4: captured length = min(original length, snaplen of interface 0, what the block holds)
-            limit = blen[srows] - (SPB_HEADER + 4)
-            if tables[1].size and tables[1][0] > 0:
-                limit = np.minimum(limit, tables[1][0])
-            caplen[srows] = np.minimum(orig[srows], limit)
-            data_off[srows] = sblocks + SPB_HEADER
-        first_bad = np.flatnonzero(bad)
-        problem: _Corrupt | None = None
-        if first_bad.size:
-            k = int(first_bad[0])
-            problem = self._describe(data, int(blocks[k]))
-            n = k
-        self._queue_columns(n, simple[:n], iface[:n], ticks[:n], caplen[:n], orig[:n], data_off[:n], tables)
-        if problem is not None:
-            raise problem
+        srows = np.flatnonzero(simple)
+        sblocks = blocks[srows]
+        orig[srows] = u32[sblocks + 8]
+        # SPB §4.4: captured length = min(original length, snaplen of interface 0, what the block holds)
+        limit = blen[srows] - (SPB_HEADER + 4)
+        snaplens = tables[1]
+        if snaplens.size and snaplens[0] > 0:
+            limit = np.minimum(limit, snaplens[0])
+        caplen[srows] = np.minimum(orig[srows], limit)
+        data_off[srows] = sblocks + SPB_HEADER
+        return iface, ticks, caplen, orig, data_off, simple, bad
 
     def _queue_columns(
         self,
-        n: int,
-        simple: NDArray[np.bool_],
+        simple: NDArray[np.bool_] | None,
         iface: Int64s,
         ticks: U64,
         caplen: Int64s,
@@ -399,15 +441,15 @@ class PcapngSource:
         data_off: Int64s,
         tables: tuple[NDArray[np.uint16], Int64s, Int64s, list[tuple[int, int]]],
     ) -> None:
-        if n == 0:
-            return
+        """Drop packets of undescribed interfaces, convert timestamps, and queue the columns."""
         linktypes, _snaplens, group_of, groups = tables
         known = iface < linktypes.shape[0]
         if not known.all():
-            unknown = int(n - np.count_nonzero(known))
+            unknown = int(known.shape[0] - np.count_nonzero(known))
             self.stats.skipped["unknown-interface"] = self.stats.skipped.get("unknown-interface", 0) + unknown
             iface, ticks, caplen, orig = iface[known], ticks[known], caplen[known], orig[known]
-            data_off, simple = data_off[known], simple[known]
+            data_off = data_off[known]
+            simple = simple[known] if simple is not None else None
             if iface.size == 0:
                 return
         group = group_of[iface]
@@ -418,7 +460,7 @@ class PcapngSource:
             for g in np.unique(group):
                 sel = group == g
                 ts_ns[sel] = self._to_ns(ticks[sel], *groups[int(g)])
-        if simple.any():
+        if simple is not None and simple.any():
             ts_ns[simple] = 0  # an SPB has no timestamp (Wireshark shows it as the epoch too)
         cap32 = caplen.astype(np.uint32)
         self._pending.append(

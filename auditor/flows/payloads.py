@@ -62,6 +62,11 @@ class PayloadRegistry:
     def __len__(self) -> int:
         return len(self._wants)
 
+    @property
+    def needs_payload_index(self) -> bool:
+        """True when some want asks for the first N payload packets of each flow."""
+        return any(w.head_packets is not None for w in self._wants)
+
     def dispatch(self, h: Headers, flows: BatchFlows) -> int:
         """Hand the matching packets of one batch to their handlers; return how many were handed."""
         total = 0
@@ -83,6 +88,8 @@ class PayloadRegistry:
         if want.port is not None:
             mask &= (h.sport[r] == want.port) | (h.dport[r] == want.port)
         if want.head_packets is not None:
+            if flows.payload_index is None:
+                raise ValueError("flow-head hand-off needs FlowTable.process(payload_index=True)")
             mask &= (flows.payload_index >= 0) & (flows.payload_index < want.head_packets)
         return np.flatnonzero(mask)
 

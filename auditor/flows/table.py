@@ -54,8 +54,9 @@ class BatchFlows:
     """Batch row of each IP packet (non-IP frames have no flow)."""
     flow_id: NDArray[np.uint64]
     from_initiator: NDArray[np.bool_]
-    payload_index: NDArray[np.int64]
-    """0 for the first packet with payload in its flow, 1 for the second...; -1 without payload."""
+    payload_index: NDArray[np.int64] | None
+    """0 for the first packet with payload in its flow, 1 for the second...; -1 without payload.
+    None when the caller did not ask for it (FlowTable.process(payload_index=False))."""
 
 
 _KEY_COLS = ("a_hi", "a_lo", "b_hi", "b_lo", "w1", "w2")
@@ -93,8 +94,12 @@ class FlowTable:
         """Return the number of flows in the table."""
         return int(self._index_hash.shape[0])
 
-    def process(self, h: Headers) -> tuple[BatchFlows, FlowRecords | None]:
-        """Add a batch's IP packets to their flows; return per-packet flow ids and any flows ended."""
+    def process(self, h: Headers, payload_index: bool = True) -> tuple[BatchFlows, FlowRecords | None]:
+        """Add a batch's IP packets to their flows; return per-packet flow ids and any flows ended.
+
+        `payload_index=False` skips numbering payload packets (BatchFlows.payload_index is then
+        None): a run with no "first N payloads of each flow" hand-off does not pay for it.
+        """
         rows = np.flatnonzero(h.kind == KIND_IP)
         if not rows.size:
             return _empty_batch_flows(), self._maybe_sweep(h)
@@ -110,7 +115,7 @@ class FlowTable:
         flags = h.tcp_flags[rows]
         new = group_slot < 0
         if new.any():
-            created = self._create(keys, order, starts, new, swapped_s, flags, proto)
+            created = self._create(keys, order, starts, new, ft.swapped, flags, proto)
             group_slot[new] = created
             self._index_insert(group_hash[new], created)
         self._accumulate(h, rows, order, starts, group_slot, swapped_s, flags, ts)
@@ -122,10 +127,14 @@ class FlowTable:
         slot[order] = slot_s
         c = self._col
         from_init = ~ft.swapped == c["init_is_a"][slot]
-        payload_index = self._payload_index(h.payload_len[rows] > 0, order, starts, sizes, group_slot)
+        index = (
+            self._payload_index(h.payload_len[rows] > 0, order, starts, sizes, group_slot)
+            if payload_index
+            else None
+        )
         self._now_ns = max(self._now_ns, int(ts.max()))
         flows = BatchFlows(rows=rows, flow_id=c["flow_id"][slot], from_initiator=from_init,
-                           payload_index=payload_index)
+                           payload_index=index)
         return flows, self._maybe_sweep(h)
 
     def flush(self) -> FlowRecords | None:
@@ -141,7 +150,9 @@ class FlowTable:
         """Group rows by key; return sort order, group starts, each group's slot (-1 if new), hash."""
         salt = None
         for _ in range(MAX_SALT):
-            order = np.argsort(hsh, kind="stable")
+            # quicksort, not stable: 4x faster here; whatever needs "the earliest packet of a
+            # group" takes the minimum batch row of the group instead of relying on sort order
+            order = np.argsort(hsh)
             hs = hsh[order]
             is_start = np.empty(hs.size, dtype=np.bool_)
             is_start[0] = True
@@ -193,7 +204,7 @@ class FlowTable:
         order: NDArray[np.int64],
         starts: NDArray[np.int64],
         new: NDArray[np.bool_],
-        swapped_s: NDArray[np.bool_],
+        swapped: NDArray[np.bool_],
         flags: NDArray[np.uint8],
         proto: NDArray[np.uint8],
     ) -> NDArray[np.int64]:
@@ -212,9 +223,11 @@ class FlowTable:
         flags_s = flags[order]
         is_tcp = proto[rep] == IPPROTO_TCP
         pure_syn = (flags_s & (TCP_SYN | TCP_ACK)) == TCP_SYN
-        first_syn = np.minimum.reduceat(np.where(pure_syn, np.arange(order.size), _BIG), starts)[new]
-        init_swapped = np.where(first_syn < _BIG, swapped_s[np.minimum(first_syn, order.size - 1)],
-                                swapped_s[starts[new]])
+        # earliest batch row of each new group, and its earliest pure SYN (rows are in capture order)
+        first_row = np.minimum.reduceat(order, starts)[new]
+        first_syn = np.minimum.reduceat(np.where(pure_syn, order, _BIG), starts)[new]
+        init_row = np.where(first_syn < _BIG, first_syn, first_row)
+        init_swapped = swapped[init_row]
         c["init_is_a"][slots] = ~init_swapped
         c["is_tcp"][slots] = is_tcp
         for name in ("pk_ab", "pk_ba", "by_ab", "by_ba", "fl_ab", "fl_ba", "mac_a", "mac_b", "payloads"):
@@ -281,12 +294,11 @@ class FlowTable:
         last = np.maximum(c["last_ns"][slot], np.maximum.reduceat(ts_s, starts))
         c["last_ns"][slot] = last
         # MAC of each side: the source MAC of the first packet that side sent
-        mac_s = h.src_mac[rows][order]
-        pos = np.arange(n)
+        mac = h.src_mac[rows]
         for name, side in (("mac_a", ~sw), ("mac_b", sw)):
-            first = np.minimum.reduceat(np.where(side, pos, _BIG), starts)
+            first = np.minimum.reduceat(np.where(side, order, _BIG), starts)  # earliest row per side
             need = (c[name][slot] == 0) & (first < _BIG)
-            c[name][slot[need]] = mac_s[first[need]]
+            c[name][slot[need]] = mac[first[need]]
         # TCP close: RST either way, or FIN both ways (RFC 9293 §3.6)
         fl = c["fl_ab"][slot] | c["fl_ba"][slot]
         closing = (
@@ -304,15 +316,20 @@ class FlowTable:
         sizes: NDArray[np.int64],
         slot: NDArray[np.int64],
     ) -> NDArray[np.int64]:
-        hp_s = has_payload[order].astype(np.int64)
-        cs = np.cumsum(hp_s)
-        before_group = np.repeat(cs[starts] - hp_s[starts], sizes)
+        """Number each group's payload-carrying packets 0, 1, 2... in capture order, across batches."""
         c = self._col
-        rank_s = cs - 1 - before_group + np.repeat(c["payloads"][slot], sizes)
-        c["payloads"][slot] += np.add.reduceat(hp_s, starts)
-        rank_s[hp_s == 0] = -1
-        out = np.empty_like(rank_s)
-        out[order] = rank_s
+        n = order.size
+        out = np.full(n, -1, dtype=np.int64)
+        group_of = np.repeat(np.arange(starts.size), sizes)
+        carried = np.flatnonzero(has_payload[order])
+        if carried.size:
+            # group-major, row-minor: within a group, payload packets in capture order
+            rank_key = group_of[carried] * n + order[carried]
+            by_key = carried[np.argsort(rank_key)]
+            g = group_of[by_key]
+            first_of_group = np.searchsorted(g, g, side="left")
+            out[order[by_key]] = np.arange(by_key.size) - first_of_group + c["payloads"][slot[g]]
+        c["payloads"][slot] += np.bincount(group_of[carried], minlength=starts.size)
         return out
 
     # -- eviction -----------------------------------------------------------------------------

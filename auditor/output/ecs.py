@@ -25,74 +25,88 @@ def tcp_flag_text(flags: int) -> str:
     return "".join(letter for bit, letter in enumerate(TCP_FLAG_LETTERS) if flags >> bit & 1)
 
 
+_FLAG_TEXT = [tcp_flag_text(i) for i in range(256)]
+_DIRECTION = list(DIRECTION_NAMES)
+_END = list(END_REASONS)
+
+
 def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Yield one ECS document per flow, oriented from initiator (source) to responder (destination)."""
-    n = len(flows)
-    if not n:
+    if not len(flows):
         return
-    src_ip = ip_texts(flows.ip_version, flows.src_hi, flows.src_lo)
-    dst_ip = ip_texts(flows.ip_version, flows.dst_hi, flows.dst_lo)
-    src_mac = mac_texts(flows.src_mac)
-    dst_mac = mac_texts(flows.dst_mac)
-    start = iso_times(flows.first_ns)
-    end = iso_times(flows.last_ns)
-    cols = {
-        name: getattr(flows, name).tolist()
-        for name in (
-            "flow_id", "ip_version", "ip_proto", "src_port", "dst_port", "vlan_outer", "vlan_inner",
-            "src_packets", "dst_packets", "src_bytes", "dst_bytes", "src_tcp_flags", "dst_tcp_flags",
-            "first_ns", "last_ns", "end_reason",
-        )
-    }
-    dir_list = flows.direction.tolist()
-    for i in range(n):
-        proto = cols["ip_proto"][i]
-        ported = proto in PORTED
-        source: dict[str, Any] = {"ip": src_ip[i]}
-        destination: dict[str, Any] = {"ip": dst_ip[i]}
-        if ported:
-            source["port"] = cols["src_port"][i]
-            destination["port"] = cols["dst_port"][i]
-        if src_mac[i]:
-            source["mac"] = src_mac[i]
-        if dst_mac[i]:
-            destination["mac"] = dst_mac[i]
-        sp, dp = cols["src_packets"][i], cols["dst_packets"][i]
-        sb, db = cols["src_bytes"][i], cols["dst_bytes"][i]
-        source["packets"], source["bytes"] = sp, sb
-        destination["packets"], destination["bytes"] = dp, db
+    # Column-wise conversions first (each distinct address/MAC formatted once); the loop below
+    # only assembles dicts, since it runs once per flow on captures with millions of flows.
+    columns = zip(
+        iso_times(flows.first_ns),
+        iso_times(flows.last_ns),
+        (flows.last_ns - flows.first_ns).tolist(),
+        ip_texts(flows.ip_version, flows.src_hi, flows.src_lo),
+        ip_texts(flows.ip_version, flows.dst_hi, flows.dst_lo),
+        mac_texts(flows.src_mac),
+        mac_texts(flows.dst_mac),
+        flows.ip_version.tolist(),
+        flows.ip_proto.tolist(),
+        flows.src_port.tolist(),
+        flows.dst_port.tolist(),
+        flows.vlan_outer.tolist(),
+        flows.vlan_inner.tolist(),
+        flows.src_packets.tolist(),
+        flows.dst_packets.tolist(),
+        flows.src_bytes.tolist(),
+        flows.dst_bytes.tolist(),
+        flows.src_tcp_flags.tolist(),
+        flows.dst_tcp_flags.tolist(),
+        flows.flow_id.tolist(),
+        flows.end_reason.tolist(),
+        flows.direction.tolist(),
+        flows.community_id,
+        strict=True,
+    )
+    ecs = {"version": ECS_VERSION}
+    for (start, end, duration, sip, dip, smac, dmac, version, proto, sport, dport, vlan, inner,
+         sp, dp, sb, db, sflags, dflags, flow_id, end_reason, direction, cid) in columns:
+        source: dict[str, Any] = {"ip": sip}
+        destination: dict[str, Any] = {"ip": dip}
+        if proto in PORTED:
+            source["port"] = sport
+            destination["port"] = dport
+        if smac:
+            source["mac"] = smac
+        if dmac:
+            destination["mac"] = dmac
+        source["packets"] = sp
+        source["bytes"] = sb
+        destination["packets"] = dp
+        destination["bytes"] = db
         network: dict[str, Any] = {
-            "type": "ipv4" if cols["ip_version"][i] == 4 else "ipv6",
+            "type": "ipv4" if version == 4 else "ipv6",
             "iana_number": str(proto),
-            "community_id": flows.community_id[i],
-            "direction": DIRECTION_NAMES[dir_list[i]],
+            "community_id": cid,
+            "direction": _DIRECTION[direction],
             "packets": sp + dp,
             "bytes": sb + db,
         }
         transport = TRANSPORT_NAMES.get(proto)
         if transport:
             network["transport"] = transport
-        if cols["vlan_outer"][i] != NO_VLAN:
-            network["vlan"] = {"id": str(cols["vlan_outer"][i])}
-            if cols["vlan_inner"][i] != NO_VLAN:
-                network["inner"] = {"vlan": {"id": str(cols["vlan_inner"][i])}}
-        auditor: dict[str, Any] = {"flow_id": cols["flow_id"][i], "end_reason": END_REASONS[cols["end_reason"][i]]}
+        if vlan != NO_VLAN:
+            network["vlan"] = {"id": str(vlan)}
+            if inner != NO_VLAN:
+                network["inner"] = {"vlan": {"id": str(inner)}}
+        auditor: dict[str, Any] = {"flow_id": flow_id, "end_reason": _END[end_reason]}
         if proto == 6:
-            auditor["tcp_flags"] = {
-                "source": tcp_flag_text(cols["src_tcp_flags"][i]),
-                "destination": tcp_flag_text(cols["dst_tcp_flags"][i]),
-            }
+            auditor["tcp_flags"] = {"source": _FLAG_TEXT[sflags], "destination": _FLAG_TEXT[dflags]}
         doc: dict[str, Any] = {
-            "@timestamp": start[i],
-            "ecs": {"version": ECS_VERSION},
+            "@timestamp": start,
+            "ecs": ecs,
             "event": {
                 "kind": "event",
                 "category": ["network"],
                 "type": ["connection", "end"],
                 "dataset": "auditor.flow",
-                "start": start[i],
-                "end": end[i],
-                "duration": cols["last_ns"][i] - cols["first_ns"][i],
+                "start": start,
+                "end": end,
+                "duration": duration,
             },
             "source": source,
             "destination": destination,

@@ -1,0 +1,627 @@
+#!/usr/bin/env python3
+"""Build pcaps/demo-site.pcap: a small, deterministic capture of a camera site (scapy).
+
+    python pcaps/make_demo.py [OUT]
+
+Every byte is fixed by this script (fixed timestamps from 2026-11-02T09:00:00Z, fixed sequence
+numbers, ids and payloads; no randomness), so running it twice gives byte-identical files and
+tests/test_demo_capture.py can check the committed file against it. pcaps/README.md lists the
+devices and flows.
+
+To add a device: add its Host below, write a function `def name(site: Site, t0: float) -> None`
+that adds its frames (use the Site and Tcp helpers), and list it in DEVICES with its start time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRSRV
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.packet import Packet, Raw
+from scapy.utils import PcapWriter
+
+START_S = 1_793_610_000  # 2026-11-02T09:00:00Z
+DEFAULT_OUT = Path(__file__).resolve().parent / "demo-site.pcap"
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+@dataclass(frozen=True)
+class Host:
+    """A device on the site: its MAC is what the auditor keys devices by."""
+
+    name: str
+    mac: str
+    ip: str
+    ip6: str | None = None
+    vlan: int | None = None
+    ttl: int = 64
+
+
+# Real OUIs (see /work/shared/research/vendor_ouis_full.csv); the host part is made up.
+GATEWAY = Host("gateway", "00:0c:42:1a:2b:01", "192.168.10.1", ip6="fd00:10::1")  # MikroTik: DNS, DHCP, NTP
+VMS = Host("vms", "00:14:22:0a:00:05", "192.168.10.5", ip6="fe80::214:22ff:fe0a:5")  # Dell server
+HIKVISION_CAM = Host("hikvision-cam", "4c:bd:8f:21:10:21", "192.168.10.21")
+AXIS_CAM = Host("axis-cam", "ac:cc:8e:4a:1b:2c", "192.168.10.22", ip6="fe80::aecc:8eff:fe4a:1b2c")
+DAHUA_NVR = Host("dahua-nvr", "3c:ef:8c:30:10:30", "192.168.10.30")
+EZVIZ_CAM = Host("ezviz-cam", "58:8f:cf:40:10:40", "192.168.10.40")
+PC = Host("pc", "00:1b:21:3a:4b:5c", "192.168.10.100", ip6="fd00:10::100", ttl=128)  # Intel NIC, Windows
+SCANNER = Host("nuctech-scanner", "c0:9b:f4:b1:02:15", "192.168.20.15", vlan=20)  # Nuctech MA-M /28
+WORKSTATION = Host("scanner-ws", "00:14:22:14:00:02", "192.168.20.2", vlan=20)
+HOSTS = [GATEWAY, VMS, HIKVISION_CAM, AXIS_CAM, DAHUA_NVR, EZVIZ_CAM, PC, SCANNER, WORKSTATION]
+
+# Public peers (documentation ranges, RFC 5737)
+EASY4IP = "203.0.113.50"
+EXAMPLE_WEB = "198.51.100.10"
+EZVIZ_PEER = "198.51.100.77"
+
+
+def filler(n: int, salt: int = 0) -> bytes:
+    """Return n fixed bytes that look like ciphertext or media (no randomness)."""
+    return bytes((i * 167 + salt * 31 + (i >> 3)) & 0xFF for i in range(n))
+
+
+class Site:
+    """Collects frames with their times; write() puts them in time order (ties keep insertion order)."""
+
+    def __init__(self, hosts: list[Host]) -> None:
+        self.by_ip = {h.ip: h for h in hosts}
+        self.by_ip6 = {h.ip6: h for h in hosts if h.ip6}
+        self.frames: list[tuple[int, int, Packet]] = []
+
+    def add(self, t_s: float, frame: Packet) -> None:
+        self.frames.append((round(t_s * 1_000_000), len(self.frames), frame))
+
+    def ether(
+        self, src: Host | None, dst: Host | None, *, src_mac: str | None = None, dst_mac: str | None = None
+    ) -> Packet:
+        """Return the L2 header between two hosts; None means "through the gateway"."""
+        smac = src_mac or (src or GATEWAY).mac
+        dmac = dst_mac or (dst or GATEWAY).mac
+        vlan = (src and src.vlan) or (dst and dst.vlan)
+        eth = Ether(src=smac, dst=dmac)
+        return eth / Dot1Q(vlan=vlan) if vlan else eth
+
+    def ip(self, src_ip: str, dst_ip: str) -> Packet:
+        """Return Ether/IP from src_ip to dst_ip, with the MACs a SPAN port would show."""
+        src, dst = self.by_ip.get(src_ip), self.by_ip.get(dst_ip)
+        ttl = src.ttl if src else 52  # remote peers arrive a dozen hops down
+        return self.ether(src, dst) / IP(src=src_ip, dst=dst_ip, ttl=ttl, id=0, flags="DF")
+
+    def udp(self, t: float, src_ip: str, dst_ip: str, sport: int, dport: int, payload: Packet | bytes) -> None:
+        self.add(t, self.ip(src_ip, dst_ip) / UDP(sport=sport, dport=dport) / payload)
+
+    def write(self, path: Path) -> int:
+        """Write the frames to path as a pcap; return how many were written."""
+        frames = sorted(self.frames, key=lambda f: (f[0], f[1]))
+        writer = PcapWriter(str(path), linktype=1, sync=False)
+        try:
+            for us, _, frame in frames:
+                frame.time = Decimal(START_S * 1_000_000 + us) / 1_000_000
+                writer.write(frame)
+        finally:
+            writer.close()
+        return len(frames)
+
+
+class Tcp:
+    """One TCP connection: keeps both sides' sequence numbers so segments line up."""
+
+    def __init__(
+        self, site: Site, client_ip: str, server_ip: str, sport: int, dport: int, isn_client: int, isn_server: int
+    ) -> None:
+        self.site, self.ips, self.ports = site, (client_ip, server_ip), (sport, dport)
+        self.nxt = [isn_client, isn_server]
+
+    def _seg(self, t: float, from_client: bool, flags: str, data: bytes = b"", options: list | None = None) -> None:
+        me = 0 if from_client else 1
+        other = 1 - me
+        seg = TCP(
+            sport=self.ports[me],
+            dport=self.ports[other],
+            seq=self.nxt[me],
+            ack=self.nxt[other] if "A" in flags else 0,
+            flags=flags,
+            window=64240 if me == 0 else 28960,
+            options=options or [],
+        )
+        ip = self.site.ip(self.ips[me], self.ips[other])
+        self.site.add(t, ip / seg / Raw(data) if data else ip / seg)
+        self.nxt[me] += len(data) + ("S" in flags) + ("F" in flags)
+
+    def handshake(self, t: float, rtt: float) -> float:
+        """Add SYN, SYN-ACK, ACK; return the time of the last one."""
+        self._seg(t, True, "S", options=[("MSS", 1460)])
+        self._seg(t + rtt, False, "SA", options=[("MSS", 1460)])
+        self._seg(t + rtt + 0.0001, True, "A")
+        return t + rtt + 0.0001
+
+    def send(self, t: float, from_client: bool, data: bytes) -> None:
+        self._seg(t, from_client, "PA", data)
+
+    def ack(self, t: float, from_client: bool) -> None:
+        self._seg(t, from_client, "A")
+
+    def close(self, t: float, from_client: bool, rtt: float) -> float:
+        """Add FIN-ACK, FIN-ACK, ACK starting from one side; return the time of the last one."""
+        self._seg(t, from_client, "FA")
+        self._seg(t + rtt, not from_client, "FA")
+        self._seg(t + rtt + 0.0001, from_client, "A")
+        return t + rtt + 0.0001
+
+
+# ---------------------------------------------------------------- payload builders
+
+
+def client_hello(sni: str, salt: int) -> bytes:
+    """Return a TLS ClientHello record with SNI (RFC 8446 §4.1.2, RFC 6066 §3); fixed random fields."""
+    name = sni.encode()
+    ciphers = [0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8]
+    exts = b"".join(
+        [
+            struct.pack(">HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name,
+            struct.pack(">HHH3H", 10, 8, 6, 0x001D, 0x0017, 0x0018),
+            struct.pack(">HHH4H", 13, 10, 8, 0x0403, 0x0804, 0x0401, 0x0503),
+            struct.pack(">HHBHH", 43, 5, 4, 0x0304, 0x0303),
+            struct.pack(">HHHHH", 51, 38, 36, 0x001D, 32) + filler(32, salt + 1),
+        ]
+    )
+    body = (
+        b"\x03\x03"
+        + filler(32, salt)
+        + b"\x20"
+        + filler(32, salt + 2)
+        + struct.pack(f">H{len(ciphers)}H", 2 * len(ciphers), *ciphers)
+        + b"\x01\x00"
+        + struct.pack(">H", len(exts))
+        + exts
+    )
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs
+
+
+def server_hello(salt: int) -> bytes:
+    """Return a TLS 1.3 ServerHello, ChangeCipherSpec and one encrypted record (fixed bytes)."""
+    exts = struct.pack(">HHH", 43, 2, 0x0304) + struct.pack(">HHHH", 51, 36, 0x001D, 32) + filler(32, salt + 3)
+    body = (
+        b"\x03\x03"
+        + filler(32, salt + 4)
+        + b"\x20"
+        + filler(32, salt + 2)
+        + b"\x13\x01\x00"
+        + struct.pack(">H", len(exts))
+        + exts
+    )
+    hs = b"\x02" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x03" + struct.pack(">H", len(hs)) + hs + b"\x14\x03\x03\x00\x01\x01" + app_data(420, salt + 5)
+
+
+def app_data(n: int, salt: int) -> bytes:
+    """Return one TLS application-data record of n encrypted bytes."""
+    return b"\x17\x03\x03" + struct.pack(">H", n) + filler(n, salt)
+
+
+def ntp_packet(mode: int, t_s: float, stratum: int = 0, ref_id: bytes = b"\0\0\0\0") -> bytes:
+    """Return a 48-byte NTPv4 header (RFC 5905 §7.3) whose timestamps are t_s."""
+    era = START_S + 2_208_988_800  # NTP counts from 1900
+    stamp = (int(era + t_s) << 32) | int((t_s % 1) * (1 << 32))
+    ts = struct.pack(">Q", stamp)
+    head = struct.pack(">BBbbII4s", (4 << 3) | mode, stratum, 6, -20, 0, 0, ref_id)
+    if mode == 3:  # a client fills in only its transmit time
+        return head + bytes(24) + ts
+    return head + ts + ts + ts + ts
+
+
+def rtsp(lines: list[str], body: str = "") -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def dns_exchange(
+    site: Site,
+    t: float,
+    client: Host,
+    server_ip: str,
+    txid: int,
+    sport: int,
+    name: str,
+    answer: str,
+    rtt: float = 0.004,
+) -> None:
+    """Add an A query from client and the server's answer."""
+    site.udp(t, client.ip, server_ip, sport, 53, DNS(id=txid, rd=1, qd=DNSQR(qname=name, qtype="A")))
+    site.udp(
+        t + rtt,
+        server_ip,
+        client.ip,
+        53,
+        sport,
+        DNS(
+            id=txid,
+            qr=1,
+            rd=1,
+            ra=1,
+            qd=DNSQR(qname=name, qtype="A"),
+            an=DNSRR(rrname=name, type="A", ttl=300, rdata=answer),
+        ),
+    )
+
+
+def arp_exchange(site: Site, t: float, asker: Host, target: Host) -> None:
+    """Add a broadcast who-has from asker and target's reply."""
+    site.add(
+        t,
+        site.ether(asker, None, dst_mac=BROADCAST)
+        / ARP(op=1, hwsrc=asker.mac, psrc=asker.ip, hwdst="00:00:00:00:00:00", pdst=target.ip),
+    )
+    site.add(
+        t + 0.0003,
+        site.ether(target, asker) / ARP(op=2, hwsrc=target.mac, psrc=target.ip, hwdst=asker.mac, pdst=asker.ip),
+    )
+
+
+def tls_session(
+    site: Site, t: float, client: Host, server_ip: str, sport: int, sni: str, salt: int, rtt: float
+) -> None:
+    """Add a short HTTPS connection: handshake, ClientHello with SNI, a few records, FIN."""
+    c = Tcp(site, client.ip, server_ip, sport, 443, 0x1000_0000 + salt * 0x10_0001, 0x8000_0000 + salt * 0x2_0003)
+    t = c.handshake(t, rtt)
+    c.send(t + 0.0005, True, client_hello(sni, salt))
+    c.send(t + rtt + 0.001, False, server_hello(salt))
+    c.send(t + rtt + 0.003, True, b"\x14\x03\x03\x00\x01\x01" + app_data(53, salt + 6) + app_data(180, salt + 7))
+    c.send(t + 2 * rtt + 0.004, False, app_data(610, salt + 8))
+    c.ack(t + 2 * rtt + 0.005, True)
+    c.close(t + 2 * rtt + 0.5, True, rtt)
+
+
+# ---------------------------------------------------------------- devices
+
+
+def hikvision_camera(site: Site, t0: float) -> None:
+    """Hikvision camera: NTP to the gateway; the VMS pulls its stream over RTSP (TCP 554, interleaved RTP)."""
+    cam, vms = HIKVISION_CAM, VMS
+    site.udp(t0, cam.ip, GATEWAY.ip, 123, 123, ntp_packet(3, t0))
+    site.udp(t0 + 0.0008, GATEWAY.ip, cam.ip, 123, 123, ntp_packet(4, t0 + 0.0004, 2, b"\xc0\x00\x02\x7b"))
+
+    t = t0 + 1.5
+    arp_exchange(site, t, vms, cam)
+    url = f"rtsp://{cam.ip}:554/Streaming/Channels/101"
+    ua = "User-Agent: LibVLC/3.0.18 (LIVE555 Streaming Media v2016.11.28)"
+    date = "Date:  Mon, Nov 02 2026 09:00:05 GMT"
+    nonce = "5f2b3c4d6e7f8091a2b3c4d5e6f70819"
+    c = Tcp(site, vms.ip, cam.ip, 50554, 554, 0x2A00_0001, 0x6B00_0001)
+    t = c.handshake(t + 0.001, 0.0004)
+    exchange = [
+        (
+            rtsp([f"OPTIONS {url} RTSP/1.0", "CSeq: 1", ua]),
+            rtsp(
+                [
+                    "RTSP/1.0 200 OK",
+                    "CSeq: 1",
+                    "Public: OPTIONS, DESCRIBE, PLAY, PAUSE, SETUP, TEARDOWN, SET_PARAMETER, GET_PARAMETER",
+                    date,
+                ]
+            ),
+        ),
+        (
+            rtsp([f"DESCRIBE {url} RTSP/1.0", "CSeq: 2", ua, "Accept: application/sdp"]),
+            rtsp(
+                [
+                    "RTSP/1.0 401 Unauthorized",
+                    "CSeq: 2",
+                    f'WWW-Authenticate: Digest realm="Hikvision", nonce="{nonce}", stale="FALSE"',
+                    date,
+                ]
+            ),
+        ),
+    ]
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            f"o=- {START_S} {START_S} IN IP4 {cam.ip}",
+            "s=Media Presentation",
+            "e=NONE",
+            "b=AS:5100",
+            "t=0 0",
+            f"a=control:{url}/?transportmode=unicast",
+            "m=video 0 RTP/AVP 96",
+            "c=IN IP4 0.0.0.0",
+            "b=AS:5000",
+            "a=recvonly",
+            f"a=control:{url}/trackID=1?transportmode=unicast",
+            "a=rtpmap:96 H264/90000",
+            "",
+        ]
+    )
+    auth = (
+        'Authorization: Digest username="admin", realm="Hikvision", '
+        f'nonce="{nonce}", uri="{url}", response="0c1e2d3f4a5b6c7d8e9f0a1b2c3d4e5f"'
+    )
+    session = "Session: 1160364512"
+    exchange += [
+        (
+            rtsp([f"DESCRIBE {url} RTSP/1.0", "CSeq: 3", auth, ua, "Accept: application/sdp"]),
+            rtsp(
+                [
+                    "RTSP/1.0 200 OK",
+                    "CSeq: 3",
+                    "Content-Type: application/sdp",
+                    f"Content-Base: {url}/",
+                    f"Content-Length: {len(sdp)}",
+                ],
+                sdp,
+            ),
+        ),
+        (
+            rtsp(
+                [
+                    f"SETUP {url}/trackID=1?transportmode=unicast RTSP/1.0",
+                    "CSeq: 4",
+                    auth,
+                    ua,
+                    "Transport: RTP/AVP/TCP;unicast;interleaved=0-1",
+                ]
+            ),
+            rtsp(
+                [
+                    "RTSP/1.0 200 OK",
+                    "CSeq: 4",
+                    f"{session};timeout=60",
+                    'Transport: RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=2f6a8b1c;mode="play"',
+                    date,
+                ]
+            ),
+        ),
+        (
+            rtsp([f"PLAY {url} RTSP/1.0", "CSeq: 5", auth, ua, session, "Range: npt=0.000-"]),
+            rtsp(["RTSP/1.0 200 OK", "CSeq: 5", session, f"RTP-Info: url={url}/trackID=1;seq=4660;rtptime=0", date]),
+        ),
+    ]
+    for request, response in exchange:
+        c.send(t + 0.01, True, request)
+        c.send(t + 0.0125, False, response)
+        c.ack(t + 0.0127, True)
+        t += 0.02
+    # interleaved RTP (RFC 2326 §10.12): '$', channel 0, length, RTP header (RFC 3550 §5.1), H.264 FU-A
+    for i in range(12):
+        rtp = struct.pack(">BBHII", 0x80, 96 | (0x80 if i % 4 == 3 else 0), 4660 + i, 3600 * (i // 4), 0x2F6A8B1C)
+        nal = bytes([0x7C, (0x85 if i % 4 == 0 else 0x05) | (0x40 if i % 4 == 3 else 0)]) + filler(1100, i)
+        c.send(t + 0.01 * i, False, b"$\x00" + struct.pack(">H", len(rtp) + len(nal)) + rtp + nal)
+        if i % 2 == 1:
+            c.ack(t + 0.01 * i + 0.0002, True)
+    t += 0.2
+    c.send(t, True, rtsp([f"TEARDOWN {url} RTSP/1.0", "CSeq: 6", auth, ua, session]))
+    c.send(t + 0.002, False, rtsp(["RTSP/1.0 200 OK", "CSeq: 6", session, date]))
+    c.close(t + 0.003, True, 0.0004)
+
+
+def axis_camera(site: Site, t0: float) -> None:
+    """Axis camera: DHCP with host name and vendor class, announces itself over ARP and mDNS; talks only to the VMS."""
+    cam = AXIS_CAM
+    xid = 0x3903F326
+    hostname = "axis-accc8e4a1b2c"
+    vendor = "AXIS,Network Camera,P3245-LV,10.12.182"
+    prl = [1, 3, 6, 12, 15, 28, 42]
+    client_id = b"\x01" + bytes.fromhex(cam.mac.replace(":", ""))
+    chaddr = bytes.fromhex(cam.mac.replace(":", "")) + bytes(10)
+
+    def bootp(op: int, yiaddr: str = "0.0.0.0") -> Packet:
+        return BOOTP(op=op, xid=xid, chaddr=chaddr, yiaddr=yiaddr, flags=0)
+
+    def from_client(t: float, options: list) -> None:  # option order as Axis sends it: 53,61,57,55,60,12
+        site.add(
+            t,
+            site.ether(cam, None, dst_mac=BROADCAST)
+            / IP(src="0.0.0.0", dst="255.255.255.255", id=0)
+            / UDP(sport=68, dport=67)
+            / bootp(1)
+            / DHCP(options=options),
+        )
+
+    def from_server(t: float, kind: str) -> None:
+        site.add(
+            t,
+            site.ether(GATEWAY, cam)
+            / IP(src=GATEWAY.ip, dst=cam.ip, id=0)
+            / UDP(sport=67, dport=68)
+            / bootp(2, cam.ip)
+            / DHCP(
+                options=[
+                    ("message-type", kind),
+                    ("server_id", GATEWAY.ip),
+                    ("lease_time", 86400),
+                    ("subnet_mask", "255.255.255.0"),
+                    ("router", GATEWAY.ip),
+                    ("name_server", GATEWAY.ip),
+                    ("domain", b"site.example"),
+                    "end",
+                ]
+            ),
+        )
+
+    common = [
+        ("client_id", client_id),
+        ("max_dhcp_size", 576),
+        ("param_req_list", prl),
+        ("vendor_class_id", vendor.encode()),
+        ("hostname", hostname.encode()),
+    ]
+    from_client(t0, [("message-type", "discover"), *common, "end"])
+    from_server(t0 + 0.002, "offer")
+    from_client(
+        t0 + 0.5,
+        [
+            ("message-type", "request"),
+            common[0],
+            ("requested_addr", cam.ip),
+            ("server_id", GATEWAY.ip),
+            *common[1:],
+            "end",
+        ],
+    )
+    from_server(t0 + 0.502, "ack")
+    # gratuitous ARP announcing the leased address (RFC 5227 §2.3)
+    site.add(
+        t0 + 0.6,
+        site.ether(cam, None, dst_mac=BROADCAST)
+        / ARP(op=1, hwsrc=cam.mac, psrc=cam.ip, hwdst="00:00:00:00:00:00", pdst=cam.ip),
+    )
+
+    # the VMS browses for Axis cameras over mDNS (RFC 6762) on IPv6 link-local
+    service = "_axis-video._tcp.local"
+    instance = f"AXIS P3245-LV - ACCC8E4A1B2C.{service}"
+    t = t0 + 20.0
+    site.add(
+        t,
+        site.ether(VMS, None, dst_mac="33:33:00:00:00:fb")
+        / IPv6(src=VMS.ip6, dst="ff02::fb", hlim=255)
+        / UDP(sport=5353, dport=5353)
+        / DNS(id=0, qd=DNSQR(qname=service, qtype="PTR")),
+    )
+    site.add(
+        t + 0.05,
+        site.ether(cam, None, dst_mac="33:33:00:00:00:fb")
+        / IPv6(src=cam.ip6, dst="ff02::fb", hlim=255)
+        / UDP(sport=5353, dport=5353)
+        / DNS(
+            id=0,
+            qr=1,
+            aa=1,
+            qd=[],
+            an=[
+                DNSRR(rrname=service, type="PTR", ttl=4500, rdata=instance),
+                DNSRRSRV(rrname=instance, ttl=120, priority=0, weight=0, port=80, target=f"{hostname}.local"),
+                DNSRR(rrname=f"{hostname}.local", type="A", ttl=120, rdata=cam.ip),
+            ],
+        ),
+    )
+
+    # the VMS reads the camera's brand parameters over HTTP (VAPIX param.cgi)
+    body = (
+        "root.Brand.Brand=AXIS\r\nroot.Brand.ProdFullName=AXIS P3245-LV Network Camera\r\n"
+        "root.Brand.ProdNbr=P3245-LV\r\nroot.Brand.ProdType=Network Camera\r\n"
+    )
+    c = Tcp(site, VMS.ip, cam.ip, 50880, 80, 0x3B00_0001, 0x7C00_0001)
+    t = c.handshake(t0 + 30.0, 0.0004)
+    c.send(
+        t + 0.001,
+        True,
+        (
+            f"GET /axis-cgi/param.cgi?action=list&group=root.Brand HTTP/1.1\r\nHost: {cam.ip}\r\n"
+            "User-Agent: vms-poller/2.1\r\nAccept: */*\r\n\r\n"
+        ).encode(),
+    )
+    c.send(
+        t + 0.004,
+        False,
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+        ).encode(),
+    )
+    c.close(t + 0.005, False, 0.0004)
+
+
+def dahua_nvr(site: Site, t0: float) -> None:
+    """Dahua NVR: resolves its P2P cloud name through the site resolver, then opens TLS 443 to it."""
+    nvr = DAHUA_NVR
+    arp_exchange(site, t0, nvr, GATEWAY)
+    dns_exchange(site, t0 + 0.01, nvr, GATEWAY.ip, 0x4D21, 40123, "www.easy4ipcloud.com", EASY4IP, rtt=0.031)
+    tls_session(site, t0 + 0.1, nvr, EASY4IP, 41234, "www.easy4ipcloud.com", salt=1, rtt=0.180)
+
+
+def ezviz_camera(site: Site, t0: float) -> None:
+    """EZVIZ camera: UDP to a public address it never looked up in DNS (placeholder payload, not the real format)."""
+    cam = EZVIZ_CAM
+    for i in range(3):
+        t = t0 + 15.0 * i
+        site.udp(
+            t,
+            cam.ip,
+            EZVIZ_PEER,
+            49320,
+            31007,
+            (
+                f'<?xml version="1.0" encoding="utf-8"?><Request><Type>keepalive</Type><Seq>{i + 1}</Seq>'
+                "<Serial>DEMO00000001</Serial></Request>"
+            ).encode(),
+        )
+        site.udp(
+            t + 0.062,
+            EZVIZ_PEER,
+            cam.ip,
+            31007,
+            49320,
+            (
+                f'<?xml version="1.0" encoding="utf-8"?><Response><Seq>{i + 1}</Seq><Result>0</Result></Response>'
+            ).encode(),
+        )
+
+
+def pc(site: Site, t0: float) -> None:
+    """Office PC: DNS then HTTPS to a public web site, and an ICMPv6 echo to the gateway's ULA."""
+    arp_exchange(site, t0, PC, GATEWAY)
+    dns_exchange(site, t0 + 0.01, PC, GATEWAY.ip, 0x1A2B, 51000, "www.example.com", EXAMPLE_WEB, rtt=0.012)
+    tls_session(site, t0 + 0.05, PC, EXAMPLE_WEB, 51001, "www.example.com", salt=2, rtt=0.024)
+    for i in range(2):
+        t = t0 + 10.0 + i
+        site.add(
+            t,
+            site.ether(PC, GATEWAY)
+            / IPv6(src=PC.ip6, dst=GATEWAY.ip6, hlim=128)
+            / ICMPv6EchoRequest(id=1, seq=i + 1, data=b"abcdefghijklmnopqrstuvwabcdefghi"),
+        )
+        site.add(
+            t + 0.0003,
+            site.ether(GATEWAY, PC)
+            / IPv6(src=GATEWAY.ip6, dst=PC.ip6, hlim=64)
+            / ICMPv6EchoReply(id=1, seq=i + 1, data=b"abcdefghijklmnopqrstuvwabcdefghi"),
+        )
+
+
+def nuctech_scanner(site: Site, t0: float) -> None:
+    """Nuctech screening scanner on VLAN 20: syslog to its workstation (placeholder messages)."""
+    for i, msg in enumerate(["system started", "self-test passed", "heartbeat"]):
+        stamp = f"2026-11-02T09:00:{int(t0) + 5 * i:02d}.000Z"
+        line = f"<134>1 {stamp} scanner-01 scanctl 1201 - - {msg}"
+        site.udp(t0 + 5 * i, SCANNER.ip, WORKSTATION.ip, 40514, 514, line.encode())
+
+
+DEVICES: list[tuple[Callable[[Site, float], None], float]] = [
+    (axis_camera, 0.0),
+    (hikvision_camera, 3.0),
+    (dahua_nvr, 10.0),
+    (ezviz_camera, 12.0),
+    (pc, 15.0),
+    (nuctech_scanner, 30.0),
+]
+"""Each device's function and the second (after START_S) at which its first frame appears."""
+
+
+def build() -> Site:
+    """Return the site with every device's frames added."""
+    site = Site(HOSTS)
+    for device, t0 in DEVICES:
+        device(site, t0)
+    return site
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT.name}")
+    args = ap.parse_args(argv)
+    n = build().write(args.out)
+    print(f"{args.out}: {n} packets, {args.out.stat().st_size:,} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
