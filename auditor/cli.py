@@ -18,6 +18,7 @@ from auditor import __version__
 from auditor.config import load_settings
 from auditor.errors import AuditorError, OutputError
 from auditor.flows.types import FlowRecords
+from auditor.output.background import BackgroundSink
 from auditor.output.ecs import flow_documents
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.pipeline import RunStats, analyze_files
@@ -105,17 +106,20 @@ def _analyze(
     with flows_file:
         writer = JsonLinesWriter(flows_file)
 
-        def sink(records: FlowRecords) -> None:
+        def write_flows(records: FlowRecords) -> None:
             writer.write(flow_documents(records))
 
-        show_bar = not quiet and sys.stderr.isatty()
-        if show_bar:
-            columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-            with Progress(*columns, console=err_console, transient=True) as progress:
-                stats = analyze_files(captures, settings, sink, reporter=_ProgressReporter(progress))
-        else:
-            stats = analyze_files(captures, settings, sink)
-        writer.close()
+        # Formatting JSON runs in a forked child, beside the packet engine (before any thread starts).
+        sink = BackgroundSink(write_flows, on_close=writer.close)
+        try:
+            if not quiet and sys.stderr.isatty():
+                columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+                with Progress(*columns, console=err_console, transient=True) as progress:
+                    stats = analyze_files(captures, settings, sink, reporter=_ProgressReporter(progress))
+            else:
+                stats = analyze_files(captures, settings, sink)
+        finally:
+            sink.close()
     _write_json(out / "summary.json", stats.to_dict())
     return stats
 

@@ -122,7 +122,14 @@ class Tcp:
         self.site, self.ips, self.ports = site, (client_ip, server_ip), (sport, dport)
         self.nxt = [isn_client, isn_server]
 
-    def _seg(self, t: float, from_client: bool, flags: str, data: bytes = b"", options: list | None = None) -> None:
+    def _seg(
+        self,
+        t: float,
+        from_client: bool,
+        flags: str,
+        data: bytes = b"",
+        options: list[tuple[str, object]] | None = None,
+    ) -> None:
         me = 0 if from_client else 1
         other = 1 - me
         seg = TCP(
@@ -416,7 +423,7 @@ def axis_camera(site: Site, t0: float) -> None:
     def bootp(op: int, yiaddr: str = "0.0.0.0") -> Packet:
         return BOOTP(op=op, xid=xid, chaddr=chaddr, yiaddr=yiaddr, flags=0)
 
-    def from_client(t: float, options: list) -> None:  # option order as Axis sends it: 53,61,57,55,60,12
+    def from_client(t: float, options: list[object]) -> None:  # option order as Axis sends it: 53,61,57,55,60,12
         site.add(
             t,
             site.ether(cam, None, dst_mac=BROADCAST)

@@ -40,13 +40,12 @@ class _Closable(Protocol):
 class ChunkStream:
     """Reads a binary stream into fresh numpy buffers, each starting with the carried-over bytes."""
 
-    def __init__(
-        self, stream: io.BufferedIOBase, name: str, chunk_bytes: int, closers: Sequence[_Closable]
-    ) -> None:
+    def __init__(self, stream: io.BufferedIOBase, name: str, chunk_bytes: int, closers: Sequence[_Closable]) -> None:
         self.name = name
         self.offset = 0
         """Bytes consumed from the (uncompressed) stream so far."""
         self.eof = False
+        self.closed = False
         self.early_end: str | None = None
         """Why a compressed stream ended before its end marker (gzip truncation or corruption)."""
         self._stream = stream
@@ -55,7 +54,18 @@ class ChunkStream:
         # GzipFile.readinto loops inside BufferedReader and loses what it decompressed when the
         # stream ends early; readinto1 returns one decompression step at a time, so we keep all of it.
         is_gzip = isinstance(stream, gzip.GzipFile)
+        self._compressed = stream.fileobj if is_gzip else None  # type: ignore[attr-defined]
         self._readinto: Callable[[memoryview], int] = stream.readinto1 if is_gzip else stream.readinto
+
+    @property
+    def file_offset(self) -> int:
+        """Bytes consumed from the file itself: compressed bytes for gzip (progress against the file size)."""
+        if self._compressed is None:
+            return self.offset
+        try:
+            return int(self._compressed.tell())
+        except (OSError, ValueError):  # closed or unseekable: the uncompressed count is all we know
+            return self.offset
 
     def read_exact(self, n: int) -> bytes:
         """Return the next n bytes, or fewer if the stream ends first."""
@@ -100,7 +110,8 @@ class ChunkStream:
         return filled + got
 
     def close(self) -> None:
-        """Close the stream and whatever it wraps."""
+        """Close the stream and whatever it wraps; reading then stops, as at the end of the stream."""
+        self.closed = self.eof = True
         for closer in self._closers:
             try:
                 closer.close()

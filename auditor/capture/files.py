@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import logging
@@ -32,7 +33,7 @@ def open_capture(path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_
     closers: list[_Closable] = [raw]
     try:
         _advise_sequential(raw)
-        stream: io.BufferedIOBase = raw
+        stream: io.BufferedReader | gzip.GzipFile = raw
         head = _peek(raw, name)
         if head[:2] == GZIP_MAGIC:
             # Wrap, don't decompress: GzipFile inflates as the readers ask for chunks.
@@ -44,7 +45,8 @@ def open_capture(path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_
         if is_pcapng_magic(head):
             return PcapngSource(stream, name, chunk_bytes, closers)
         if not head:
-            raise CaptureError(f"{name}: empty file, not a capture")
+            what = "empty after gzip decompression" if stream is not raw else "empty file"
+            raise CaptureError(f"{name}: {what}, not a capture")
         if len(head) < MAGIC_BYTES:
             raise CaptureError(f"{name}: too short for a capture file ({len(head)} bytes)")
         raise CaptureError(f"{name}: not a pcap or pcapng file (magic 0x{head.hex()})")
@@ -54,10 +56,10 @@ def open_capture(path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_
         raise
 
 
-def _peek(stream: io.BufferedIOBase, name: str) -> bytes:
+def _peek(stream: io.BufferedReader | gzip.GzipFile, name: str) -> bytes:
     """Return the first bytes of `stream` without consuming them."""
     try:
-        return stream.peek(MAGIC_BYTES)[:MAGIC_BYTES]  # type: ignore[attr-defined]
+        return bytes(stream.peek(MAGIC_BYTES)[:MAGIC_BYTES])
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise CaptureError(f"{name}: bad gzip stream: {exc}") from exc
     except OSError as exc:  # e.g. IsADirectoryError surfaces on the first read
@@ -66,7 +68,5 @@ def _peek(stream: io.BufferedIOBase, name: str) -> bytes:
 
 def _advise_sequential(raw: io.BufferedReader) -> None:
     """Tell the kernel we read front to back (bigger readahead); harmless where unsupported."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         os.posix_fadvise(raw.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    except (AttributeError, OSError):
-        pass

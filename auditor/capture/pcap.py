@@ -99,7 +99,7 @@ class PcapSource:
         except CaptureError:
             self.close()
             raise
-        self.stats.bytes_read = self._chunks.offset
+        self.stats.bytes_read = self._chunks.file_offset
         self._walked = False
 
     def _parse_global_header(self, header: bytes) -> None:
@@ -140,7 +140,7 @@ class PcapSource:
 
         A truncated or corrupt tail ends the iteration with one line in stats.warnings.
         """
-        if self._walked:
+        if self._walked or self._chunks.closed:
             return
         self._walked = True
         chunks = self._chunks
@@ -160,7 +160,7 @@ class PcapSource:
                     break
                 filled = more
             data = buf[:filled]
-            self.stats.bytes_read = chunks.offset
+            self.stats.bytes_read = chunks.file_offset
             base = chunks.offset - filled
             bounds = np.fromiter(starts, dtype=np.int64, count=len(starts))
             done, rest, incl, corrupt = self._settle(starts, bounds, filled)
@@ -168,13 +168,14 @@ class PcapSource:
                 yield from self._emit(data, bounds[: done + 1], max_frames)
             if corrupt:
                 self._warn(
-                    f"corrupt record at byte {base + rest} "
-                    f"(incl_len {incl} exceeds the {self._max_caplen}-byte limit)"
+                    f"corrupt record at byte {base + rest} (incl_len {incl} exceeds the {self._max_caplen}-byte limit)"
                 )
                 return
             carry = data[rest:]
             need = RECORD_HEADER_BYTES if incl < 0 else RECORD_HEADER_BYTES + incl
         left = int(carry.shape[0])
+        if chunks.closed:  # closed by the consumer mid-iteration: not a truncated file
+            return
         if left:
             self.stats.skipped["truncated-record"] = self.stats.skipped.get("truncated-record", 0) + 1
             what = "record header" if left < RECORD_HEADER_BYTES else "record"

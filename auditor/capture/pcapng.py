@@ -40,6 +40,7 @@ BT_OPB = 0x00000002  # (obsolete) Packet Block
 BT_SPB = 0x00000003  # Simple Packet Block
 BT_EPB = 0x00000006  # Enhanced Packet Block
 BYTE_ORDER_MAGIC = 0x1A2B3C4D  # SHB §4.1
+BYTE_ORDER_MAGIC_SWAPPED = 0x4D3C2B1A  # the same magic written by a machine of the other byte order
 OPT_ENDOFOPT = 0
 OPT_IF_TSRESOL = 9  # IDB §4.2: bit 7 clear = 10^-n seconds, set = 2^-n seconds
 OPT_IF_TSOFFSET = 14  # IDB §4.2: seconds added to every timestamp of the interface
@@ -50,8 +51,7 @@ SHB_MIN = 28
 IDB_MIN = 20
 EPB_HEADER = 28  # type, length, interface, ts high, ts low, captured, original
 SPB_HEADER = 12  # type, length, original length
-MIN_LENGTH = {BT_SHB: SHB_MIN, BT_IDB: IDB_MIN, BT_EPB: EPB_HEADER + 4, BT_OPB: EPB_HEADER + 4,
-              BT_SPB: SPB_HEADER + 4}
+MIN_LENGTH = {BT_SHB: SHB_MIN, BT_IDB: IDB_MIN, BT_EPB: EPB_HEADER + 4, BT_OPB: EPB_HEADER + 4, BT_SPB: SPB_HEADER + 4}
 MAX_BLOCK_BYTES = MAX_RECORD_BYTES
 MAX_INTERFACES = 4096  # per section; the interface table is keyed by wire data, so it is capped
 MAX_TSOFFSET_S = 1 << 33  # ~272 years: anything larger cannot be a real offset
@@ -85,10 +85,11 @@ def ticks_to_ns(ticks: U64, tsresol: int) -> Int64s:
         if exp > 63:
             return np.zeros(ticks.shape, dtype=np.int64)
         if exp > 34:  # keep frac * 10^9 below 2^64; drops only sub-nanosecond bits
-            ticks = ticks >> (exp - 34)
+            ticks = ticks >> np.uint64(exp - 34)
             exp = 34
-        whole = (ticks >> exp) * np.uint64(1_000_000_000)
-        frac = ((ticks & np.uint64((1 << exp) - 1)) * np.uint64(1_000_000_000)) >> exp
+        shift = np.uint64(exp)
+        whole = (ticks >> shift) * np.uint64(1_000_000_000)
+        frac = ((ticks & np.uint64((1 << exp) - 1)) * np.uint64(1_000_000_000)) >> shift
         return (whole + frac).view(np.int64)
     if exp <= 9:
         return (ticks * np.uint64(10 ** (9 - exp))).view(np.int64)
@@ -145,25 +146,24 @@ class PcapngSource:
         except CaptureError:
             self.close()
             raise
-        self.stats.bytes_read = self._chunks.offset
+        self.stats.bytes_read = self._chunks.file_offset
         self._head = np.frombuffer(head, dtype=np.uint8)
         self._walked = False
         self._run_mixed = False
+        self._excess_warned = False
         self._set_section("<")
         self._pending: list[tuple[Int64s, NDArray[np.uint32], NDArray[np.uint32], Int64s, NDArray[np.uint16]]]
         self._pending = []
 
     def _check_first_section(self, head: bytes) -> None:
         if len(head) < SHB_MIN:
-            raise CaptureError(
-                f"{self.name}: too short for a pcapng section header ({len(head)} of {SHB_MIN} bytes)"
-            )
+            raise CaptureError(f"{self.name}: too short for a pcapng section header ({len(head)} of {SHB_MIN} bytes)")
         btype, _blen, bom, major, minor = struct.unpack_from("<IIIHH", head)
         if btype != BT_SHB:
             raise CaptureError(f"{self.name}: not a pcapng file (magic 0x{head[:4].hex()})")
         if bom == BYTE_ORDER_MAGIC:
             pass
-        elif bom == int.from_bytes(BYTE_ORDER_MAGIC.to_bytes(4, "little"), "big"):
+        elif bom == BYTE_ORDER_MAGIC_SWAPPED:
             major, minor = struct.unpack_from(">HH", head, 12)
         else:
             raise CaptureError(f"{self.name}: bad pcapng byte-order magic 0x{head[8:12].hex()}")
@@ -201,7 +201,7 @@ class PcapngSource:
 
         A truncated or corrupt tail ends the iteration with one line in stats.warnings.
         """
-        if self._walked:
+        if self._walked or self._chunks.closed:
             return
         self._walked = True
         chunks = self._chunks
@@ -211,13 +211,15 @@ class PcapngSource:
             buf = chunks.start(carry, need)
             rest, need, filled, bad = self._scan(buf, int(carry.shape[0]))
             data = buf[:filled]
-            self.stats.bytes_read = chunks.offset
+            self.stats.bytes_read = chunks.file_offset
             yield from self._drain(data, max_frames)
             if bad is not None:
                 self._warn(f"corrupt block at byte {chunks.offset - filled + bad.offset} ({bad.reason})")
                 return
             carry = data[rest:]
         left = int(carry.shape[0])
+        if chunks.closed:  # closed by the consumer mid-iteration: not a truncated file
+            return
         if left:
             self.stats.skipped["truncated-record"] = self.stats.skipped.get("truncated-record", 0) + 1
             what = "block header" if left < BLOCK_MIN else "block"
@@ -257,23 +259,25 @@ class PcapngSource:
                     raise _Corrupt(pos, f"block length {blen} but trailing length {trailer}")
                 if blen < MIN_LENGTH.get(btype, BLOCK_MIN):
                     raise _Corrupt(pos, f"block type {btype} too short ({blen} bytes)")
-                if btype == BT_SHB or btype == BT_IDB:
-                    self._queue(buf[:filled], run)
-                    if btype == BT_SHB:
-                        self._start_section(view, pos, order)
-                    else:
-                        self._add_interface(view, pos, blen)
-                elif btype == BT_EPB or btype == BT_OPB or btype == BT_SPB:
+                if btype == BT_SHB:
+                    self._queue(buf[:filled], run)  # queued packets are read with the old section's table
+                    self._start_section(view, pos, order)
+                elif btype == BT_IDB:
+                    if len(self._interfaces) < MAX_INTERFACES:  # else it is ignored: nothing changes
+                        self._queue(buf[:filled], run)
+                    self._add_interface(view, pos, blen)
+                elif btype in (BT_EPB, BT_OPB, BT_SPB):
                     run.append(pos)
                     self._run_mixed = True
                 # any other block (NRB, ISB, DSB, custom, unknown) carries no packet: skip it by length
                 pos += blen
-        except _Corrupt as bad:
-            try:
-                self._queue(buf[:filled], run)  # an earlier packet block may be the first bad one
-            except _Corrupt as earlier:
-                bad = earlier
-            return pos, 0, filled, bad
+        except _Corrupt as exc:
+            problem = exc
+        try:
+            self._queue(buf[:filled], run)  # an earlier packet block may be the first bad one
+        except _Corrupt as earlier:
+            problem = earlier
+        return pos, 0, filled, problem
 
     def _block_header(self, view: memoryview, pos: int) -> tuple[int, int, str]:
         """Return (type, length, byte order) of the block at pos, checking the length."""
@@ -283,7 +287,7 @@ class PcapngSource:
             (bom,) = _BO_LE.unpack_from(view, pos + 8)
             if bom == BYTE_ORDER_MAGIC:
                 order = "<"
-            elif bom == int.from_bytes(BYTE_ORDER_MAGIC.to_bytes(4, "little"), "big"):
+            elif bom == BYTE_ORDER_MAGIC_SWAPPED:
                 order = ">"
             else:
                 raise _Corrupt(pos, f"bad byte-order magic 0x{bytes(view[pos + 8 : pos + 12]).hex()}")
@@ -319,9 +323,11 @@ class PcapngSource:
                     tsoffset = 0
             opt = value + ((olen + 3) & ~3)
         if len(self._interfaces) >= MAX_INTERFACES:
-            if self.stats.skipped.get("excess-interface", 0) == 0:
-                logger.info("%s: more than %d interfaces in a section", self.name, MAX_INTERFACES)
-            self.stats.skipped["excess-interface"] = self.stats.skipped.get("excess-interface", 0) + 1
+            if not self._excess_warned:
+                self._excess_warned = True
+                line = f"{self.name}: more than {MAX_INTERFACES} interfaces in one section; skipping their packets"
+                logger.info("%s", line)
+                self.stats.warnings.append(line)
             return
         self._interfaces.append(Interface(map_linktype(linktype), snaplen, tsresol, tsoffset))
         self._tables = None
@@ -463,9 +469,7 @@ class PcapngSource:
         if simple is not None and simple.any():
             ts_ns[simple] = 0  # an SPB has no timestamp (Wireshark shows it as the epoch too)
         cap32 = caplen.astype(np.uint32)
-        self._pending.append(
-            (ts_ns, cap32, np.maximum(orig, caplen).astype(np.uint32), data_off, linktypes[iface])
-        )
+        self._pending.append((ts_ns, cap32, np.maximum(orig, caplen).astype(np.uint32), data_off, linktypes[iface]))
 
     @staticmethod
     def _to_ns(ticks: U64, tsresol: int, tsoffset_s: int) -> Int64s:
@@ -476,13 +480,14 @@ class PcapngSource:
 
     def _describe(self, data: Bytes, pos: int) -> _Corrupt:
         """Return the _Corrupt for the packet block at pos, naming what is wrong with it."""
-        btype, blen = self._header.unpack_from(data, pos)
-        (trailer,) = self._u32.unpack_from(data, pos + blen - 4)
+        view = memoryview(data)  # type: ignore[arg-type]
+        _btype, blen = self._header.unpack_from(view, pos)
+        (trailer,) = self._u32.unpack_from(view, pos + blen - 4)
         if blen % 4:
             return _Corrupt(pos, f"bad block length {blen}")
         if trailer != blen:
             return _Corrupt(pos, f"block length {blen} but trailing length {trailer}")
-        (caplen,) = self._u32.unpack_from(data, pos + 20)
+        (caplen,) = self._u32.unpack_from(view, pos + 20)
         return _Corrupt(pos, f"captured length {caplen} does not fit a {blen}-byte block")
 
     def _drain(self, data: Bytes, max_frames: int) -> Iterator[Batch]:
@@ -492,11 +497,9 @@ class PcapngSource:
         if len(self._pending) == 1:
             ts_ns, caplen, wirelen, offset, linktype = self._pending[0]
         else:
-            ts_ns, caplen, wirelen, offset, linktype = (np.concatenate(col) for col in zip(*self._pending))
+            ts_ns, caplen, wirelen, offset, linktype = (np.concatenate(col) for col in zip(*self._pending, strict=True))
         self._pending = []
-        for batch in split_batches(
-            data, ts_ns, caplen, wirelen, offset, linktype, self.stats.frames + 1, max_frames
-        ):
+        for batch in split_batches(data, ts_ns, caplen, wirelen, offset, linktype, self.stats.frames + 1, max_frames):
             self.stats.frames += len(batch)
             yield batch
 

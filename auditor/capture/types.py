@@ -56,6 +56,7 @@ class SourceStats:
 
     frames: int = 0
     bytes_read: int = 0
+    """Bytes read from the file on disk so far (compressed bytes for .gz): for progress bars."""
     warnings: list[str] = field(default_factory=list)
     """One line each: a truncated tail, a corrupt block, an unknown link type (with the byte offset)."""
     skipped: dict[str, int] = field(default_factory=dict)
@@ -71,6 +72,10 @@ class PacketSource(Protocol):
     def batches(self, max_frames: int = DEFAULT_BATCH_FRAMES) -> Iterator[Batch]: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> PacketSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 def batch_from_frames(

@@ -130,7 +130,9 @@ def _decode_tags(st: DecodeState) -> None:
         st.vlan_outer[rows[first]] = vid[first]
         second = ~first & (st.vlan_inner[rows] == NO_VLAN)
         st.vlan_inner[rows[second]] = vid[second]
-        st.ethertype[rows] = v.u16(rows, pos + 2)
+        etype = v.u16(rows, pos + 2)
+        # below 0x0600 it is an 802.3 length (LLC follows), as in an untagged frame: no ethertype
+        st.ethertype[rows] = np.where(etype >= ETHERTYPE_MIN, etype, 0)
         st.l3_off[rows] = pos + 4
         rows = rows[np.isin(st.ethertype[rows], ETHERTYPE_VLAN_TAGS)]
 

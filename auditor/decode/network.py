@@ -102,9 +102,11 @@ def _ipv6(st: DecodeState, rows: IntArray) -> None:
         if f.size:
             fp = pos[f]
             word = v.u16(rows[f], fp + 2)
-            st.is_fragment[rows[f]] = True
+            # offset 0 with M clear is an atomic fragment, a whole datagram (RFC 6946)
+            real = ((word >> 3) != 0) | ((word & 1) != 0)
+            st.is_fragment[rows[f]] = real
             st.frag_offset[rows[f]] = word >> 3
-            st.frag_id[rows[f]] = v.u32(rows[f], fp + 4)
+            st.frag_id[rows[f[real]]] = v.u32(rows[f[real]], fp[real] + 4)
             next_header[f] = v.u8(rows[f], fp)
             pos[f] = fp + 8
             walking[f[(word >> 3) != 0]] = False
@@ -133,11 +135,14 @@ def _ipv6(st: DecodeState, rows: IntArray) -> None:
 
 def _arp(st: DecodeState, rows: IntArray) -> None:
     # RFC 826 for Ethernet/IPv4: htype 1, ptype 0x0800, hlen 6, plen 4 -> 28 bytes
+    # Only the 8-byte fixed part is needed to tell; other ARP kinds are well-formed OTHER_L2.
     v, caplen = st.view, st.view.caplen
-    rows = st.split(rows, st.l3_off[rows] + 28 <= caplen[rows], "truncated-arp")
+    rows = st.split(rows, st.l3_off[rows] + 8 <= caplen[rows], "truncated-arp")
     l3 = st.l3_off[rows]
     ipv4_over_ether = (v.u32(rows, l3) == 0x00010800) & (v.u16(rows, l3 + 4) == 0x0604)
-    rows, l3 = rows[ipv4_over_ether], l3[ipv4_over_ether]
+    rows = rows[ipv4_over_ether]
+    rows = st.split(rows, st.l3_off[rows] + 28 <= caplen[rows], "truncated-arp")
+    l3 = st.l3_off[rows]
     st.kind[rows] = KIND_ARP
     st.arp_op[rows] = v.u16(rows, l3 + 6)
     st.src_lo[rows] = v.u32(rows, l3 + 14)

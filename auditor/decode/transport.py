@@ -16,6 +16,7 @@ from auditor.decode.types import (
 
 UDP_HEADER = 8
 TCP_MIN_HEADER = 20
+SCTP_COMMON_HEADER = 12  # ports, verification tag, checksum (RFC 9260 §3.1); chunks follow
 ICMP_HEADER = 4  # type, code, checksum; the rest depends on the type
 
 
@@ -26,7 +27,9 @@ def decode_transport(st: DecodeState) -> None:
     the ports of their first fragment. A header cut so short that not even the ports (or the
     ICMP type and code) were captured skips the frame: it cannot be put in a flow.
     """
-    v, caplen = st.view, st.view.caplen
+    v = st.view
+    # Bounds are the IP packet's end, not the frame's: bytes past it are Ethernet padding or a trailer.
+    end_of_ip = st.ip_end
     ip = (st.kind == KIND_IP) & (st.skip_reason == 0)
     later_fragment = st.frag_offset != 0
     rows = np.flatnonzero(ip & later_fragment)
@@ -38,7 +41,7 @@ def decode_transport(st: DecodeState) -> None:
     ported = heads & ((proto == IPPROTO_TCP) | (proto == IPPROTO_UDP) | (proto == IPPROTO_SCTP))
     rows = np.flatnonzero(ported)
     l4 = st.l4_off[rows]
-    ok = l4 + 4 <= caplen[rows]
+    ok = l4 + 4 <= end_of_ip[rows]
     st.skip(rows[~ok], "truncated-transport")
     rows, l4 = rows[ok], l4[ok]
     st.sport[rows] = v.u16(rows, l4)
@@ -48,7 +51,7 @@ def decode_transport(st: DecodeState) -> None:
     tcp = rows[proto[rows] == IPPROTO_TCP]
     if tcp.size:
         l4 = st.l4_off[tcp]
-        has_flags = l4 + 14 <= caplen[tcp]
+        has_flags = l4 + 14 <= end_of_ip[tcp]
         flagged = tcp[has_flags]
         st.tcp_flags[flagged] = v.u8(flagged, st.l4_off[flagged] + 13)
         data_off = np.zeros(tcp.size, dtype=np.int64)
@@ -63,7 +66,7 @@ def decode_transport(st: DecodeState) -> None:
         start = st.l4_off[udp] + UDP_HEADER
         end = st.ip_end[udp]
         # the UDP length bounds the payload too, when it is sane (RFC 768)
-        has_len = start <= caplen[udp]
+        has_len = start <= end_of_ip[udp]
         udp_len = np.zeros(udp.size, dtype=np.int64)
         udp_len[has_len] = v.u16(udp[has_len], st.l4_off[udp[has_len]] + 4)
         use_len = has_len & (udp_len >= UDP_HEADER)
@@ -72,10 +75,17 @@ def decode_transport(st: DecodeState) -> None:
         st.payload_off[udp[sane]] = start[sane]
         st.payload_len[udp[sane]] = end[sane] - start[sane]
 
+    sctp = rows[proto[rows] == IPPROTO_SCTP]
+    if sctp.size:
+        start = st.l4_off[sctp] + SCTP_COMMON_HEADER
+        sane = start <= st.ip_end[sctp]
+        st.payload_off[sctp[sane]] = start[sane]
+        st.payload_len[sctp[sane]] = st.ip_end[sctp[sane]] - start[sane]
+
     icmp = np.flatnonzero(heads & ((proto == IPPROTO_ICMP) | (proto == IPPROTO_ICMPV6)))
     if icmp.size:
         l4 = st.l4_off[icmp]
-        ok = l4 + 2 <= caplen[icmp]
+        ok = l4 + 2 <= end_of_ip[icmp]
         st.skip(icmp[~ok], "truncated-transport")
         icmp, l4 = icmp[ok], l4[ok]
         st.sport[icmp] = v.u8(icmp, l4)

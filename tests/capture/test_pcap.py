@@ -36,7 +36,7 @@ def pcap_bytes(
 
 
 def source(blob: bytes, chunk_bytes: int = 8 << 20, name: str = "t.pcap") -> PcapSource:
-    return PcapSource(io.BufferedReader(io.BytesIO(blob)), name, chunk_bytes)  # type: ignore[arg-type]
+    return PcapSource(io.BufferedReader(io.BytesIO(blob)), name, chunk_bytes)
 
 
 def frames(src: PcapSource, max_frames: int = 65536) -> list[tuple[int, int, int, int, bytes]]:
@@ -53,8 +53,13 @@ def frames(src: PcapSource, max_frames: int = 65536) -> list[tuple[int, int, int
         assert batch.linktype.dtype == np.uint16 and batch.data.dtype == np.uint8
         for i in range(len(batch)):
             out.append(
-                (int(batch.ts_ns[i]), int(batch.caplen[i]), int(batch.wirelen[i]), int(batch.linktype[i]),
-                 batch.frame(i))
+                (
+                    int(batch.ts_ns[i]),
+                    int(batch.caplen[i]),
+                    int(batch.wirelen[i]),
+                    int(batch.linktype[i]),
+                    batch.frame(i),
+                )
             )
     assert src.stats.frames == len(out)
     return out
@@ -75,9 +80,7 @@ SAMPLE: list[Record] = [
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_pcap_reads_microsecond_timestamps_in_both_byte_orders(order: str) -> None:
     got = frames(source(pcap_bytes(SAMPLE, order=order)))
-    assert got == [
-        (sec * 1_000_000_000 + us * 1000, len(data), len(data), 1, data) for sec, us, data, _ in SAMPLE
-    ]
+    assert got == [(sec * 1_000_000_000 + us * 1000, len(data), len(data), 1, data) for sec, us, data, _ in SAMPLE]
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
@@ -209,7 +212,7 @@ def test_pcap_agrees_with_scapy_writer(tmp_path: Path) -> None:
         p.time = 1_600_000_000 + i + 0.25
     wrpcap(str(tmp_path / "s.pcap"), pkts)
     with open(tmp_path / "s.pcap", "rb") as f:
-        got = frames(PcapSource(f, "s.pcap"))  # type: ignore[arg-type]
+        got = frames(PcapSource(f, "s.pcap"))
     assert [f[4] for f in got] == [bytes(p) for p in pkts]
     assert [f[0] for f in got] == [(1_600_000_000 + i) * 10**9 + 250_000_000 for i in range(3)]
 

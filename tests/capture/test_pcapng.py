@@ -18,6 +18,7 @@ from auditor.capture.pcapng import (
     BT_SHB,
     BT_SPB,
     BYTE_ORDER_MAGIC,
+    MAX_INTERFACES,
     PcapngSource,
     ticks_to_ns,
 )
@@ -78,7 +79,7 @@ def spb(data: bytes, orig: int | None = None, order: str = "<") -> bytes:
 
 
 def source(blob: bytes, chunk_bytes: int = 8 << 20, name: str = "t.pcapng") -> PcapngSource:
-    return PcapngSource(io.BufferedReader(io.BytesIO(blob)), name, chunk_bytes)  # type: ignore[arg-type]
+    return PcapngSource(io.BufferedReader(io.BytesIO(blob)), name, chunk_bytes)
 
 
 def frames(src: PcapngSource, max_frames: int = 65536) -> list[tuple[int, int, int, int, bytes]]:
@@ -92,8 +93,13 @@ def frames(src: PcapngSource, max_frames: int = 65536) -> list[tuple[int, int, i
         assert batch.linktype.dtype == np.uint16 and batch.ts_ns.dtype == np.int64
         for i in range(len(batch)):
             out.append(
-                (int(batch.ts_ns[i]), int(batch.caplen[i]), int(batch.wirelen[i]), int(batch.linktype[i]),
-                 batch.frame(i))
+                (
+                    int(batch.ts_ns[i]),
+                    int(batch.caplen[i]),
+                    int(batch.wirelen[i]),
+                    int(batch.linktype[i]),
+                    batch.frame(i),
+                )
             )
     assert src.stats.frames == len(out)
     return out
@@ -135,10 +141,17 @@ def test_pcapng_two_interfaces_differ_in_link_type_and_resolution() -> None:
 
 def test_pcapng_sections_reset_interfaces_and_may_change_byte_order() -> None:
     blob = (
-        shb("<") + idb(1, order="<") + idb(113, order="<") + epb(1, 1, b"first", order="<")
-        + shb(">") + idb(276, tsresol=3, order=">") + epb(0, 7, b"second", order=">")
+        shb("<")
+        + idb(1, order="<")
+        + idb(113, order="<")
+        + epb(1, 1, b"first", order="<")
+        + shb(">")
+        + idb(276, tsresol=3, order=">")
+        + epb(0, 7, b"second", order=">")
         + epb(1, 8, b"no such interface here", order=">")
-        + shb("<") + idb(101, order="<") + epb(0, 9, b"third", order="<")
+        + shb("<")
+        + idb(101, order="<")
+        + epb(0, 9, b"third", order="<")
     )
     src = source(blob)
     got = frames(src)
@@ -158,7 +171,8 @@ def test_pcapng_reads_a_big_endian_file() -> None:
 
 def test_pcapng_simple_packet_block_is_cut_to_snaplen_and_body() -> None:
     blob = (
-        shb() + idb(1, snaplen=50)
+        shb()
+        + idb(1, snaplen=50)
         + spb(payload(40))  # whole packet
         + spb(payload(50), orig=1514)  # snapped by snaplen
         + spb(payload(30), orig=20)  # orig smaller than body: orig wins
@@ -207,6 +221,18 @@ def test_pcapng_counts_packets_of_undescribed_interfaces() -> None:
     src = source(blob)
     assert [f[4] for f in frames(src)] == [b"ok", b"ok2"]
     assert src.stats.skipped == {"unknown-interface": 2}
+
+
+def test_pcapng_caps_the_interface_table() -> None:
+    blob = (
+        shb() + idb(1) * MAX_INTERFACES + idb(113) + epb(MAX_INTERFACES - 1, 1, b"last") + epb(MAX_INTERFACES, 2, b"x")
+    )
+    src = source(blob)
+    assert [(f[3], f[4]) for f in frames(src)] == [(1, b"last")]
+    assert src.stats.skipped == {"unknown-interface": 1}
+    assert src.stats.warnings == [
+        f"t.pcapng: more than {MAX_INTERFACES} interfaces in one section; skipping their packets"
+    ]
 
 
 def test_pcapng_maps_raw_ip_alias() -> None:
@@ -346,7 +372,7 @@ def test_pcapng_agrees_with_scapy_writer(tmp_path: Path) -> None:
         writer.write(p)
     writer.close()
     with open(tmp_path / "s.pcapng", "rb") as f:
-        got = frames(PcapngSource(f, "s.pcapng"))  # type: ignore[arg-type]
+        got = frames(PcapngSource(f, "s.pcapng"))
     assert [f[4] for f in got] == [bytes(p) for p in pkts]
     assert [f[0] // 10**9 for f in got] == [1_600_000_000 + i for i in range(3)]
 

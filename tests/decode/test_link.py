@@ -175,9 +175,10 @@ def test_decode_reads_arp_behind_vlan() -> None:
     assert (r["kind"], r["vlan_outer"], r["ethertype"], r["l3_off"]) == (KIND_ARP, 42, 0x0806, 18)
 
 
-def test_decode_reads_vlan_tagged_llc_as_other_l2() -> None:
+def test_decode_reads_vlan_tagged_llc_as_other_l2_with_no_ethertype() -> None:
+    # the field after the tag is an 802.3 length here, not an ethertype (as in PVST+ frames)
     r = decode_one(eth() / Dot1Q(vlan=9, type=0x26) / LLC(dsap=0x42, ssap=0x42, ctrl=3) / STP())
-    assert (r["kind"], r["skip_reason"], r["vlan_outer"]) == (KIND_OTHER_L2, 0, 9)
+    assert (r["kind"], r["skip_reason"], r["vlan_outer"], r["ethertype"]) == (KIND_OTHER_L2, 0, 9, 0)
 
 
 # --- MPLS -----------------------------------------------------------------------------------------

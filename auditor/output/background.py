@@ -1,0 +1,84 @@
+"""Run a writer in a forked child process, so formatting output overlaps with packet work.
+
+On a 2-core sensor the flow engine keeps one core busy; turning flow records into JSON is the
+other big cost, and it needs nothing but the records. The child inherits the already-open output
+streams through fork, receives each record batch over a pipe (numpy columns pickle cheaply), and
+calls the same sink the parent would have called. Order is kept (one child, one pipe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from auditor.errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_DONE = "__done__"
+
+
+class BackgroundSink(Generic[T]):
+    """Calls `sink(item)` in a forked child for every item given; `close()` waits and re-raises."""
+
+    def __init__(self, sink: Callable[[T], None], on_close: Callable[[], None] | None = None) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._recv, self._send = ctx.Pipe(duplex=False)
+        self._errors_recv, errors_send = ctx.Pipe(duplex=False)
+        self._child = ctx.Process(
+            target=_child_main, args=(sink, on_close, self._recv, errors_send), daemon=True
+        )
+        self._child.start()
+        self._recv.close()
+        errors_send.close()
+        self._closed = False
+
+    def __call__(self, item: T) -> None:
+        try:
+            self._send.send(item)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self._closed = True
+            raise OutputError(f"output writer stopped: {self._child_error() or exc}") from exc
+
+    def close(self) -> None:
+        """Finish writing: wait for the child; raise OutputError if it failed."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._send.send(_DONE)
+            self._send.close()
+        self._child.join()
+        error = self._child_error()
+        if error or self._child.exitcode != 0:
+            raise OutputError(f"output writer failed: {error or f'exit code {self._child.exitcode}'}")
+
+    def _child_error(self) -> str | None:
+        if self._errors_recv.poll():
+            try:
+                return str(self._errors_recv.recv())
+            except EOFError:
+                return None
+        return None
+
+
+def _child_main(sink: Callable[[Any], None], on_close: Callable[[], None] | None, recv: Any, errors: Any) -> None:
+    try:
+        while True:
+            item = recv.recv()
+            if isinstance(item, str) and item == _DONE:
+                break
+            sink(item)
+        if on_close is not None:
+            on_close()
+    except BaseException as exc:  # report any failure to the parent, which turns it into OutputError
+        errors.send(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        errors.close()
+        os._exit(1)
+    errors.close()
+    os._exit(0)  # skip the parent's atexit handlers and buffered objects inherited through fork
