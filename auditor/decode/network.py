@@ -14,6 +14,7 @@ from auditor.decode.types import KIND_ARP, KIND_IP
 IPV6_HOP_BY_HOP, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_DEST_OPTS, IPV6_AH = 0, 43, 44, 60, 51
 IPV6_EXTENSIONS = (IPV6_HOP_BY_HOP, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_DEST_OPTS, IPV6_AH, 135, 139, 140)
 MAX_IPV6_EXTENSIONS = 8
+IPV6_NO_NEXT_HEADER = 59
 
 
 def decode_network(st: DecodeState) -> None:
@@ -74,13 +75,16 @@ def _ipv6(st: DecodeState, rows: IntArray) -> None:
     st.src_lo[rows] = v.u64(rows, l3 + 16)
     st.dst_hi[rows] = v.u64(rows, l3 + 24)
     st.dst_lo[rows] = v.u64(rows, l3 + 32)
-    # payload length 0 means a jumbogram (RFC 2675) or TSO: bounded by what was captured
-    st.ip_end[rows] = np.minimum(np.where(payload == 0, caplen[rows], l3 + 40 + payload), caplen[rows])
     next_header = v.u8(rows, l3 + 6)
+    # payload length 0 means a jumbogram (RFC 2675) or TSO: bounded by what was captured; but
+    # with no next header either it is an empty packet, and what follows is Ethernet padding
+    jumbo = (payload == 0) & (next_header != IPV6_NO_NEXT_HEADER)
+    st.ip_end[rows] = np.minimum(np.where(jumbo, caplen[rows], l3 + 40 + payload), caplen[rows])
     pos = l3 + 40
 
     # Walk the extension chain for the rows that still have one; stop at a non-first fragment,
-    # whose payload is the middle of a datagram, not a header.
+    # whose payload is the middle of a datagram, not a header. The chain must fit in the packet:
+    # bytes past its payload length are Ethernet padding or a trailer.
     walking = np.isin(next_header, IPV6_EXTENSIONS)
     for depth in range(MAX_IPV6_EXTENSIONS + 1):
         idx = np.flatnonzero(walking)
@@ -93,7 +97,7 @@ def _ipv6(st: DecodeState, rows: IntArray) -> None:
         nh, p = next_header[idx], pos[idx]
         fr = nh == IPV6_FRAGMENT
         need = np.where(fr, 8, 2)
-        short = p + need > caplen[rows[idx]]
+        short = p + need > st.ip_end[rows[idx]]
         st.skip(rows[idx[short]], "truncated-ipv6-extension")
         walking[idx[short]] = False
         idx, nh, p, fr = idx[~short], nh[~short], p[~short], fr[~short]
@@ -119,7 +123,7 @@ def _ipv6(st: DecodeState, rows: IntArray) -> None:
             length = np.where(is_ah, (hdr_len + 2) * 4, (hdr_len + 1) * 8)
             next_header[o] = v.u8(rows[o], op)
             pos[o] = op + length
-            too_long = pos[o] > caplen[rows[o]]
+            too_long = pos[o] > st.ip_end[rows[o]]
             st.skip(rows[o[too_long]], "truncated-ipv6-extension")
             walking[o[too_long]] = False
 

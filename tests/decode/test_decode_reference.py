@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.contrib.mpls import MPLS
@@ -30,10 +34,11 @@ from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ethe
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.sctp import SCTP, SCTPChunkData
 from scapy.packet import NoPayload, Packet, Padding, Raw
+from scapy.utils import RawPcapReader
 
 from auditor.capture.types import Batch, batch_from_frames
 from auditor.decode import Headers, decode
-from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2, KIND_SKIPPED, NO_VLAN
+from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2, KIND_SKIPPED, NO_VLAN, SKIP_REASONS
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Headers) if f.name != "batch")
 SETTINGS: dict[str, Any] = {
@@ -61,6 +66,7 @@ def batch_of(frames: list[tuple[int, bytes]]) -> Batch:
 
 V6_EXTENSIONS = {"hbh": 0, "routing": 43, "destopt": 60, "ah": 51}
 PROTO = {"tcp": 6, "udp": 17, "sctp": 132, "other": 253}
+OTHER_ETHERTYPE = 0x88B5  # IEEE 802 local experimental: nothing in scapy dissects it
 TCP_OPTIONS = [("MSS", 1460), ("NOP", None), ("WScale", 7), ("SAckOK", b""), ("Timestamp", (5, 6))]
 
 
@@ -90,10 +96,13 @@ def transports(draw: st.DrawFn, v6: bool) -> tuple[int, bytes]:
         payload = b""
     elif kind == "icmp":
         icmp_type, code = draw(st.sampled_from([0, 8, 13, 128, 129, 200])), draw(st.integers(0, 255))
-        layer = ICMPv6EchoRequest(type=icmp_type, code=code, cksum=0) if v6 else ICMP(type=icmp_type, code=code, chksum=0)
+        if v6:
+            layer = ICMPv6EchoRequest(type=icmp_type, code=code, cksum=0)
+        else:
+            layer = ICMP(type=icmp_type, code=code, chksum=0)
         return (58 if v6 else 1), bytes(layer / Raw(payload))
     else:
-        return PROTO["other"], payload
+        return draw(st.sampled_from([PROTO["other"], 59])), payload  # 59: no next header
     return PROTO[kind], bytes(layer / Raw(payload))
 
 
@@ -148,7 +157,7 @@ def ip_packets(draw: st.DrawFn) -> Packet:
 def stacks(draw: st.DrawFn) -> tuple[int, bytes]:
     """A random well-formed frame: (linktype, bytes)."""
     linktype = draw(st.sampled_from([1, 1, 1, 1, 113, 276, 101]))
-    what = draw(st.sampled_from(["ip"] * 8 + ["arp", "lldp"])) if linktype != 101 else "ip"
+    what = draw(st.sampled_from(["ip"] * 8 + ["arp", "other"])) if linktype != 101 else "ip"
     if what == "ip":
         l3: Packet = draw(ip_packets())
         ethertype = 0x86DD if isinstance(l3, IPv6) else 0x0800
@@ -160,8 +169,8 @@ def stacks(draw: st.DrawFn) -> tuple[int, bytes]:
         )
         ethertype = 0x0806
     else:
-        l3 = Raw(b"\x02\x07\x04" + draw(st.binary(min_size=6, max_size=30)))
-        ethertype = 0x88CC
+        l3 = Raw(draw(st.binary(min_size=1, max_size=40)))
+        ethertype = OTHER_ETHERTYPE
     src = draw(st.binary(min_size=6, max_size=6))
     if linktype == 101:
         return linktype, bytes(l3)
@@ -179,9 +188,8 @@ def stacks(draw: st.DrawFn) -> tuple[int, bytes]:
             inner = MPLS(label=draw(st.integers(16, 2**20 - 1)), s=0, ttl=64) / inner
         ethertype = 0x8847
     elif tunnel == "pppoe":
-        inner = PPPoE(sessionid=draw(st.integers(0, 65535))) / PPP(proto=0x0057 if ethertype == 0x86DD else 0x0021) / (
-            inner
-        )
+        ppp = PPP(proto=0x0057 if ethertype == 0x86DD else 0x0021)
+        inner = PPPoE(sessionid=draw(st.integers(0, 65535))) / ppp / inner
         ethertype = 0x8864
     vids = draw(st.lists(st.integers(0, 4095), max_size=2)) if tunnel != "mpls" else []
     types = [*([0x88A8] if len(vids) == 2 else []), *([0x8100] if vids else []), ethertype]
@@ -231,11 +239,11 @@ def reference(linktype: int, frame: bytes) -> tuple[dict[str, int], int]:
     exp["vlan_outer"], exp["vlan_inner"] = ([*vids, NO_VLAN, NO_VLAN])[:2]
 
     l3 = next((la for la in pkt.iterpayloads() if type(la) in (IP, IPv6, ARP)), None)
-    if l3 is None:  # the LLDP stand-in: well-formed, not IP
+    if l3 is None:  # a well-formed frame of another ethertype
         link = pkt.payload
         while isinstance(link, Dot1Q):
             link = link.payload
-        exp.update(kind=KIND_OTHER_L2, ethertype=0x88CC, l3_off=_offset(frame, link))
+        exp.update(kind=KIND_OTHER_L2, ethertype=OTHER_ETHERTYPE, l3_off=_offset(frame, link))
         return exp, exp["l3_off"]
     l3_off = _offset(frame, l3)
     exp["l3_off"] = l3_off
@@ -256,7 +264,8 @@ def reference(linktype: int, frame: bytes) -> tuple[dict[str, int], int]:
         src, dst = _ip_int(l3.src), _ip_int(l3.dst)
         exp.update(ethertype=0x86DD, ip_version=6, src_hi=src >> 64, src_lo=src & (2**64 - 1))
         exp.update(dst_hi=dst >> 64, dst_lo=dst & (2**64 - 1))
-        ip_end = min(l3_off + 40 + l3.plen, len(frame))
+        # payload length 0 is TSO or a jumbogram (up to the capture), unless nothing follows
+        ip_end = min(l3_off + 40 + l3.plen if l3.plen or l3.nh == 59 else len(frame), len(frame))
         last, nh = l3, l3.nh
         while isinstance(last.payload, IPV6_EXT_CLASSES):
             last = last.payload
@@ -343,10 +352,26 @@ def test_decode_skips_every_truncation_of_a_random_stack_below_its_headers(frame
 
 
 FIXED_FRAMES = [
-    (1, Ether() / Dot1AD(vlan=10) / Dot1Q(vlan=20) / IP(options=[IPOption_NOP()] * 6) / TCP(
-        sport=1, dport=2, flags="S", options=TCP_OPTIONS) / Raw(b"x" * 20)),
-    (1, Ether() / MPLS(label=30, s=0) / MPLS(label=31, s=1) / IPv6() / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(
-        m=1, id=99) / UDP(sport=53, dport=53) / Raw(b"d" * 30)),
+    (
+        1,
+        Ether()
+        / Dot1AD(vlan=10)
+        / Dot1Q(vlan=20)
+        / IP(options=[IPOption_NOP()] * 6)
+        / TCP(sport=1, dport=2, flags="S", options=TCP_OPTIONS)
+        / Raw(b"x" * 20),
+    ),
+    (
+        1,
+        Ether()
+        / MPLS(label=30, s=0)
+        / MPLS(label=31, s=1)
+        / IPv6()
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrFragment(m=1, id=99)
+        / UDP(sport=53, dport=53)
+        / Raw(b"d" * 30),
+    ),
     (1, Ether() / PPPoE(sessionid=1) / PPP(proto=0x0021) / IP() / ICMP(type=8) / Raw(b"ping")),
     (1, Ether() / IPv6() / IPv6ExtHdrRouting() / AH(nh=132, payloadlen=4, icv=b"\x00" * 12) / SCTP(sport=5, dport=6)),
     (1, Ether() / ARP(op=1, psrc="10.0.0.1", pdst="10.0.0.2")),
@@ -427,3 +452,149 @@ def test_reference_covers_padding_and_payload_offsets() -> None:
     want, need = reference(1, frame)
     assert (want["payload_off"], want["payload_len"], need) == (42, 2, 38)
     assert isinstance(Ether(frame).lastlayer(), Padding)
+
+
+@st.composite
+def mutated_stacks(draw: st.DrawFn) -> tuple[int, bytes]:
+    """A well-formed frame with a few bytes overwritten: hostile values deep inside valid headers."""
+    linktype, frame = draw(stacks())
+    data = bytearray(frame)
+    for _ in range(draw(st.integers(1, 4))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.sampled_from([0x00, 0x01, 0x06, 0x2C, 0x40, 0xFF]))
+    return linktype, bytes(data[: draw(st.integers(0, len(data)))])
+
+
+@settings(max_examples=examples(20), **SETTINGS)
+@given(st.lists(mutated_stacks(), max_size=8))
+def test_decode_never_raises_on_mutated_stacks(frames: list[tuple[int, bytes]]) -> None:
+    _assert_well_formed(frames)
+
+
+# --- the real corpus against tshark ---------------------------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "pcaps" / "real"
+CORPUS_FILES = [
+    "zeek__q-in-q.pcap",
+    "zeek__mixed-vlan-mpls.pcap",
+    "zeek__ipv6-fragmented-dns.pcap",
+    "zeek__linux_dlt_sll2.pcap",
+    "zeek__linuxsll-arp.pcap",
+    "ndpi__bjnp.pcap",
+]
+TSHARK_FIELDS = (
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "tcp.srcport",
+    "tcp.dstport",
+    "udp.srcport",
+    "udp.dstport",
+    "vlan.id",
+)
+
+
+def _tshark_rows(path: Path) -> list[dict[str, list[str]]]:
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark not installed")
+    cmd = [
+        tshark,
+        "-n",
+        "-r",
+        str(path),
+        "-o",
+        "ip.defragment:FALSE",
+        "-o",
+        "ipv6.defragment:FALSE",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]
+    for field in TSHARK_FIELDS:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120).stdout
+    return [
+        {f: v.split(",") if v else [] for f, v in zip(TSHARK_FIELDS, line.split("\t"), strict=True)}
+        for line in out.splitlines()
+    ]
+
+
+def _text(version: int, hi: int, lo: int) -> str:
+    return str(ipaddress.IPv4Address(lo) if version == 4 else ipaddress.IPv6Address((hi << 64) | lo))
+
+
+@pytest.mark.corpus
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", CORPUS_FILES)
+def test_decode_agrees_with_tshark_on_real_captures(name: str) -> None:
+    path = CORPUS / name
+    if not path.is_file():
+        pytest.skip(f"shared corpus absent: {path}")
+    with RawPcapReader(str(path)) as reader:
+        linktype = reader.linktype
+        frames = [bytes(data) for data, _ in reader]
+    shark = _tshark_rows(path)
+    assert len(shark) == len(frames)
+    got = rows(decode(batch_from_frames(frames, linktype=linktype)))
+    checked = 0
+    for i, (row, ts) in enumerate(zip(got, shark, strict=True)):
+        where = f"{name} frame {i + 1}"
+        vids = [v for v in (row["vlan_outer"], row["vlan_inner"]) if v != NO_VLAN]
+        assert vids == [int(v) for v in ts["vlan.id"][:2]], where
+        if row["kind"] != KIND_IP:
+            assert row["kind"] != KIND_SKIPPED, where
+            assert not ts["ip.src"] and not ts["ipv6.src"], where
+            continue
+        v = row["ip_version"]
+        src, dst = ("ip.src", "ip.dst") if v == 4 else ("ipv6.src", "ipv6.dst")
+        assert _text(v, row["src_hi"], row["src_lo"]) == ts[src][0], where
+        assert _text(v, row["dst_hi"], row["dst_lo"]) == ts[dst][0], where
+        transport = {6: "tcp", 17: "udp"}.get(row["ip_proto"])
+        if transport is not None:
+            # later fragments: neither side has ports (IP reassembly is off in tshark)
+            assert row["has_ports"] == bool(ts[f"{transport}.srcport"]), where
+            if row["has_ports"]:
+                assert row["sport"] == int(ts[f"{transport}.srcport"][0]), where
+                assert row["dport"] == int(ts[f"{transport}.dstport"][0]), where
+        checked += 1
+    assert checked or name == "zeek__linuxsll-arp.pcap"
+
+
+def _frame_for_every_skip_reason() -> dict[str, tuple[int, bytes]]:
+    udp = IP() / UDP()
+    nine_tags, nine_labels, nine_extensions = Ether(), Ether(), IPv6()
+    for i in range(9):
+        nine_tags = nine_tags / Dot1Q(vlan=i)
+        nine_labels = nine_labels / MPLS(label=16 + i, s=int(i == 8))
+        nine_extensions = nine_extensions / IPv6ExtHdrDestOpt()
+    return {
+        "unsupported-linktype": (147, bytes(Ether() / udp)),
+        "truncated-link": (1, bytes(Ether())[:10]),
+        "truncated-vlan": (1, bytes(Ether() / Dot1Q() / udp)[:16]),
+        "vlan-too-deep": (1, bytes(nine_tags / udp)),
+        "truncated-mpls": (1, bytes(Ether() / MPLS(s=1))),
+        "mpls-too-deep": (1, bytes(nine_labels / udp)),
+        "mpls-unknown-payload": (1, bytes(Ether() / MPLS(s=1) / Raw(b"\x00" * 30))),
+        "truncated-pppoe": (1, bytes(Ether() / PPPoE() / PPP() / udp)[:18]),
+        "truncated-ipv4": (101, bytes(udp)[:19]),
+        "bad-ipv4-header-length": (101, b"\x44" + bytes(udp)[1:]),
+        "bad-ipv4-total-length": (101, bytes(udp)[:2] + b"\x00\x10" + bytes(udp)[4:]),
+        "bad-ip-version": (228, bytes(IPv6() / UDP())),
+        "truncated-ipv6": (101, bytes(IPv6())[:39]),
+        "truncated-ipv6-extension": (101, bytes(IPv6() / IPv6ExtHdrRouting() / UDP())[:45]),
+        "ipv6-extensions-too-deep": (101, bytes(nine_extensions / UDP())),
+        "truncated-transport": (101, bytes(udp)[:22]),
+        "truncated-arp": (1, bytes(Ether() / ARP())[:30]),
+    }
+
+
+def test_decode_produces_every_skip_reason() -> None:
+    cases = _frame_for_every_skip_reason()
+    assert set(cases) == set(SKIP_REASONS[1:]), "a new skip reason needs a frame here"
+    h = decode(batch_of(list(cases.values())))
+    assert [SKIP_REASONS[code] for code in h.skip_reason.tolist()] == list(cases)
+    assert h.skip_counts() == dict.fromkeys(cases, 1)

@@ -63,9 +63,12 @@ def test_decode_reads_ipv4_addresses_into_low_word() -> None:
 
 
 def test_decode_reads_ipv4_with_options() -> None:
-    frame = eth() / IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_RR(routers=["1.1.1.1", "2.2.2.2"])]) / UDP(
-        sport=1000, dport=2000
-    ) / Raw(b"abcd")
+    frame = (
+        eth()
+        / IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_RR(routers=["1.1.1.1", "2.2.2.2"])])
+        / UDP(sport=1000, dport=2000)
+        / Raw(b"abcd")
+    )
     r = decode_one(frame)
     ihl = 4 * 8  # 20 + RR option of 11 bytes padded to 12
     assert (r["kind"], r["src_lo"], r["dst_lo"], r["ip_proto"]) == (KIND_IP, 0x0A000001, 0x0A000002, 17)
@@ -177,8 +180,16 @@ def _ah(nh: int) -> AH:
 
 
 def test_decode_walks_ipv6_extension_chain_to_transport() -> None:
-    frame = eth() / IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting() / IPv6ExtHdrDestOpt(
-    ) / _ah(6) / TCP(sport=22, dport=50000, flags="PA") / Raw(b"ssh")
+    frame = (
+        eth()
+        / IPv6(src=V6_SRC, dst=V6_DST)
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrRouting()
+        / IPv6ExtHdrDestOpt()
+        / _ah(6)
+        / TCP(sport=22, dport=50000, flags="PA")
+        / Raw(b"ssh")
+    )
     r = decode_one(frame)
     l4 = 14 + 40 + 8 + 8 + 8 + 24
     assert (r["kind"], r["ip_proto"], r["sport"], r["dport"], r["tcp_flags"]) == (KIND_IP, 6, 22, 50000, 0x18)
@@ -195,7 +206,8 @@ def test_decode_walks_long_ipv6_option_header() -> None:
 
 def test_decode_reads_ipv6_esp_as_the_transport() -> None:
     r = decode_one(eth() / IPv6(nh=50) / Raw(b"\x00\x00\x01\x00" + b"\x00" * 20))
-    assert (r["kind"], r["ip_proto"], r["has_ports"], r["payload_off"], r["payload_len"]) == (KIND_IP, 50, False, 54, 24)
+    assert (r["kind"], r["ip_proto"], r["has_ports"]) == (KIND_IP, 50, False)
+    assert (r["payload_off"], r["payload_len"]) == (54, 24)
 
 
 def test_decode_reads_ipv6_no_next_header() -> None:
@@ -204,8 +216,8 @@ def test_decode_reads_ipv6_no_next_header() -> None:
 
 
 def _ipv6_fragments() -> list[Packet]:
-    datagram = IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrFragment(id=0xDEADBEEF) / UDP(sport=53, dport=5353) / Raw(
-        b"d" * 200
+    datagram = (
+        IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrFragment(id=0xDEADBEEF) / UDP(sport=53, dport=5353) / Raw(b"d" * 200)
     )
     return [eth() / f for f in fragment6(datagram, 120)]
 
@@ -220,7 +232,8 @@ def test_decode_reads_ipv6_first_fragment_with_ports() -> None:
 def test_decode_reads_ipv6_later_fragments_without_ports() -> None:
     frags = [decode_one(f) for f in _ipv6_fragments()[1:]]
     assert [(r["frag_offset"], r["is_fragment"], r["frag_id"]) for r in frags] == [
-        (9, True, 0xDEADBEEF), (18, True, 0xDEADBEEF)
+        (9, True, 0xDEADBEEF),
+        (18, True, 0xDEADBEEF),
     ]
     for r in frags:
         assert (r["kind"], r["ip_proto"], r["has_ports"], r["sport"], r["payload_off"]) == (KIND_IP, 17, False, 0, 62)
@@ -245,6 +258,13 @@ def test_decode_trusts_captured_length_when_ipv6_payload_length_is_zero() -> Non
     frame = patched(eth() / IPv6(nh=253) / Raw(b"j" * 100), 18, 0, 0)
     r = decode_one(frame)
     assert (r["kind"], r["payload_off"], r["payload_len"]) == (KIND_IP, 54, 100)
+
+
+def test_decode_excludes_ethernet_padding_from_empty_ipv6_packet() -> None:
+    # payload length 0 is not TSO when there is no next header: the 6 bytes after are padding
+    frame = bytes(eth() / IPv6(nh=59, plen=0)) + b"\xee" * 6
+    r = decode_one(frame)
+    assert (r["kind"], r["ip_proto"], r["payload_off"], r["payload_len"]) == (KIND_IP, 59, 54, 0)
 
 
 @pytest.mark.parametrize("cut", [14, 20, 53])
@@ -281,6 +301,12 @@ def test_decode_skips_frame_cut_in_ipv6_extension_header(stack: Packet, cut: int
 def test_decode_skips_ipv6_extension_header_longer_than_the_frame() -> None:
     frame = patched(eth() / IPv6() / IPv6ExtHdrDestOpt() / UDP(), 14 + 41, 200)
     assert_skipped(decode_one(frame), "truncated-ipv6-extension")
+
+
+def test_decode_skips_ipv6_extension_chain_longer_than_the_payload_length() -> None:
+    # payload length 8 covers the hop-by-hop header only; the destination options are a trailer
+    frame = bytes(eth() / IPv6(plen=8) / IPv6ExtHdrHopByHop(nh=60)) + bytes(IPv6ExtHdrDestOpt(nh=17))
+    assert_skipped(decode_one(frame + bytes(UDP())), "truncated-ipv6-extension")
 
 
 def test_decode_accepts_eight_ipv6_extension_headers() -> None:

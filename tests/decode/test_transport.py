@@ -211,9 +211,7 @@ def test_decode_skips_transport_cut_before_the_ports(transport: Packet, kept: in
     assert_skipped(decode_one(frame), "truncated-transport")
 
 
-@pytest.mark.parametrize(
-    "icmp", [ICMP(type=8), ICMPv6EchoRequest()], ids=["icmp", "icmpv6"]
-)
+@pytest.mark.parametrize("icmp", [ICMP(type=8), ICMPv6EchoRequest()], ids=["icmp", "icmpv6"])
 def test_decode_skips_icmp_cut_before_the_code(icmp: Packet) -> None:
     ip = ip4() if isinstance(icmp, ICMP) else IPv6()
     frame = bytes(eth() / ip / icmp)

@@ -259,6 +259,28 @@ def test_handler_that_raises_is_counted_and_others_are_still_served(caplog: pyte
     assert len([r for r in caplog.records if "broken" in r.getMessage()]) == 1  # logged once, then counted
 
 
+def test_registry_says_whether_it_needs_the_payload_index() -> None:
+    registry = PayloadRegistry()
+    registry.by_port("dns", IPPROTO_UDP, 53, lambda p: None)
+    registry.by_ethertype("arp", 0x0806, lambda p: None)
+    assert not registry.needs_payload_index
+    registry.by_flow_head("tls", 1, lambda p: None)
+    assert registry.needs_payload_index
+
+
+def test_dispatch_without_payload_index_serves_port_wants_and_refuses_flow_heads() -> None:
+    h = decode(batch_from_frames([bytes(query()), bytes(answer())]))
+    flows, _ = FlowTable().process(h, payload_index=False)
+    assert flows.payload_index is None
+    got: list[Payload] = []
+    registry = PayloadRegistry()
+    registry.by_port("dns", IPPROTO_UDP, 53, got.append)
+    assert registry.dispatch(h, flows) == 2
+    registry.by_flow_head("udp", 1, got.append, proto=IPPROTO_UDP)
+    with pytest.raises(ValueError, match="payload_index=True"):
+        registry.dispatch(h, flows)
+
+
 def test_registry_without_wants_hands_nothing() -> None:
     run = Run()
     assert len(run.registry) == 0

@@ -229,7 +229,7 @@ def test_process_orients_flow_from_first_sender_without_syn() -> None:
     assert per_packet(fed, "from_initiator") == [True, False, True, False]
 
 
-def test_process_orients_flow_from_first_pure_syn_in_a_later_batch_too() -> None:
+def test_process_keeps_orientation_for_packets_of_a_later_batch() -> None:
     # same packets as above, but the SYN-ACK ends one batch and the SYN starts the next
     pkts = [tcp("SA", SERVER, CLIENT, 443, 40000), tcp("S"), tcp("A")]
     assert canonical(feed(pkts, sizes=[2, 1]).records) == canonical(feed(pkts).records)
@@ -466,10 +466,19 @@ def test_tcp_flow_uses_tcp_idle_timeout() -> None:
 
 def test_idle_timeouts_are_configurable() -> None:
     options = FlowOptions(udp_idle_timeout_s=10, tcp_idle_timeout_s=20)
-    pkts = [udp(), tcp("A"), udp(dport=99), udp(), tcp("A"), udp(dport=99), udp(), tcp("A")]
+    # the packets to ports 99 and 98 run the sweeps (at 11 s and 32 s) that end the idle flows
+    pkts = [udp(), tcp("A"), udp(dport=99), udp(), tcp("A"), udp(dport=98), udp(), tcp("A")]
     fed = feed(pkts, seconds(0, 0, 11, 11.5, 11.5, 32, 32.5, 32.5), sizes=[2, 1, 2, 1, 2], options=options)
     counts = sorted((f["ip_proto"], f["dst_port"], f["first_ns"] / NS) for f in rows(fed.records))  # type: ignore[operator]
-    assert counts == [(6, 443, 0), (6, 443, 32.5), (17, 53, 0), (17, 53, 11.5), (17, 53, 32.5), (17, 99, 11)]
+    assert counts == [
+        (6, 443, 0),
+        (6, 443, 32.5),
+        (17, 53, 0),
+        (17, 53, 11.5),
+        (17, 53, 32.5),
+        (17, 98, 32),
+        (17, 99, 11),
+    ]
 
 
 def test_idle_flows_are_looked_for_every_sweep_interval() -> None:
@@ -553,7 +562,7 @@ def test_capacity_ends_least_recently_seen_flows() -> None:
     pkts = [udp(sport=1000 + i) for i in range(12)]
     # flow 1000 is seen again last: it is the most recent, not the oldest
     pkts.append(udp(sport=1000))
-    fed = feed(pkts, seconds(*range(13)), options=options, flush=False)
+    fed = feed(pkts, list(range(13)), options=options, flush=False)  # within one sweep interval
     got = rows(fed.records)
     assert all(END_REASONS[f["end_reason"]] == "capacity" for f in got)  # type: ignore[index]
     assert sorted(f["src_port"] for f in got) == [1001, 1002, 1003]  # 12 flows, down to 90 % of 10
@@ -620,6 +629,46 @@ def test_payload_index_numbers_payload_packets_of_each_flow_across_batches() -> 
     for sizes in ([10], [1] * 10, [4, 3, 3], [5, 5]):
         fed = feed(pkts, sizes=sizes)
         assert per_packet(fed, "payload_index") == [-1, -1, -1, 0, 0, 1, -1, 1, 2, -1], sizes
+
+
+def test_payload_index_follows_capture_order_in_a_large_batch() -> None:
+    # enough rows that the table's (unstable) sort really reorders each flow's packets
+    rng = np.random.default_rng(5)
+    ports = rng.integers(0, 5, 400).tolist()
+    carries = rng.integers(0, 2, 400).astype(bool).tolist()
+    pkts = [udp(sport=1000 + p, data=b"x" if c else b"") for p, c in zip(ports, carries, strict=True)]
+    fed = feed(pkts)
+    seen = dict.fromkeys(range(5), 0)
+    want = []
+    for p, c in zip(ports, carries, strict=True):
+        want.append(seen[p] if c else -1)
+        seen[p] += c
+    assert per_packet(fed, "payload_index") == want
+    assert feed(pkts, sizes=[123, 1, 276]).batches[2][1].payload_index.tolist() == want[124:]  # type: ignore[union-attr]
+
+
+def test_initiator_and_macs_come_from_the_earliest_packets_in_a_large_batch() -> None:
+    pkts = []
+    for i in range(300):
+        mac = f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
+        if i % 3 == 0:
+            pkt = Ether(src=mac, dst=MAC_C) / IP(src=SERVER, dst=CLIENT) / TCP(sport=443, dport=40000, flags="A")
+        else:
+            flags = "S" if i == 100 else "A"
+            pkt = Ether(src=mac, dst=MAC_S) / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000, dport=443, flags=flags)
+        pkts.append(pkt)
+    flow = one_flow(feed(pkts))
+    assert flow["src_lo"] == ip_int(CLIENT)  # the pure SYN at row 100, though the server sent row 0
+    assert flow["src_mac"] == mac_int("02:00:00:00:00:01")  # the client's earliest frame: row 1
+    assert flow["dst_mac"] == mac_int("02:00:00:00:00:00")  # the server's earliest frame: row 0
+    assert (flow["src_packets"], flow["dst_packets"]) == (200, 100)
+
+
+def test_process_can_skip_the_payload_index() -> None:
+    h = decode(batch_from_frames([bytes(udp()), bytes(udp(SERVER, CLIENT, 53, 5353))]))
+    flows, _ = FlowTable().process(h, payload_index=False)
+    assert flows.payload_index is None
+    assert flows.from_initiator.tolist() == [True, False]
 
 
 def test_payload_index_restarts_for_a_new_flow_of_the_same_key() -> None:
@@ -690,7 +739,7 @@ def _batch_sizes(n: int, cuts: list[int]) -> list[int]:
     return [b - a for a, b in itertools.pairwise(edges)]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(traffic(), st.lists(st.integers(0, 40), max_size=8))
 def test_batching_does_not_change_flows(case: tuple[list[bytes], list[int]], cuts: list[int]) -> None:
     frames, ts = case
@@ -716,13 +765,14 @@ def test_idle_gap_inside_one_batch_ends_the_flow() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: TCP close linger is only checked between batches; a new "
-    "connection on the same ports long after a close merges into the closed flow within one batch",
+    reason="BUG: a closed TCP flow is only ended by the sweep after a batch's packets are added, so a new "
+    "connection on the same ports long after the RST joins the closed flow (in one batch or not)",
 )
-def test_port_reuse_after_close_inside_one_batch_is_a_new_flow() -> None:
+def test_port_reuse_long_after_close_is_a_new_flow() -> None:
     pkts = [tcp("S"), tcp("R", SERVER, CLIENT, 443, 40000), tcp("S"), tcp("SA", SERVER, CLIENT, 443, 40000)]
     ts = seconds(0, 0.1, 60, 60.1)
     assert len(rows(feed(pkts, ts).records)) == 2
+    assert len(rows(feed(pkts, ts, sizes=[1, 1, 1, 1]).records)) == 2
 
 
 # -- hash collisions -------------------------------------------------------------------------------
