@@ -88,6 +88,16 @@ class DecodeState:
         """Return the rows not skipped so far."""
         return rows[self.skip_reason[rows] == 0]
 
+    def reject(self, rows: IntArray, *checks: tuple[NDArray[np.bool_], str]) -> IntArray:
+        """Skip each row for the first check it fails (checks are (failed mask, reason)); return the rest."""
+        failed = np.zeros(rows.shape[0], dtype=np.bool_)
+        for mask, reason in checks:
+            fresh = mask & ~failed
+            if fresh.any():
+                self.skip(rows[fresh], reason)
+                failed |= fresh
+        return rows[~failed] if failed.any() else rows
+
     def split(self, rows: IntArray, ok: NDArray[np.bool_], reason: str) -> IntArray:
         """Skip rows[~ok] for `reason` and return rows[ok]."""
         self.skip(rows[~ok], reason)

@@ -36,6 +36,22 @@ class FrameView:
         width = np.dtype(dtype).itemsize
         return np.ndarray(shape=(data.size - width + 1,), dtype=dtype, buffer=data, strides=(1,))
 
+    def at(self, rows: IntArray, pos: IntArray | int = 0) -> IntArray:
+        """Return buffer positions of frame-relative `pos` in each frame of `rows` (for the *_at reads)."""
+        return self.base[rows] + pos
+
+    def u16_at(self, idx: IntArray) -> NDArray[np.uint16]:
+        """Return the big-endian u16 at each buffer position (from `at`)."""
+        return self._u16[np.clip(idx, 0, self._size - 2)].astype(np.uint16)
+
+    def u32_at(self, idx: IntArray) -> NDArray[np.uint32]:
+        """Return the big-endian u32 at each buffer position (from `at`)."""
+        return self._u32[np.clip(idx, 0, self._size - 4)].astype(np.uint32)
+
+    def u64_at(self, idx: IntArray) -> NDArray[np.uint64]:
+        """Return the big-endian u64 at each buffer position (from `at`): one gather for 8 header bytes."""
+        return self._u64[np.clip(idx, 0, self._size - 8)].astype(np.uint64)
+
     def _index(self, rows: IntArray, pos: IntArray | int, width: int) -> IntArray:
         idx = self.base[rows] + pos
         return np.clip(idx, 0, self._size - width, out=idx)

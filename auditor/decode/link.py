@@ -47,9 +47,12 @@ def decode_link(st: DecodeState, linktype: np.ndarray) -> None:
 def _ethernet(st: DecodeState, rows: IntArray, caplen: IntArray) -> None:
     rows = st.split(rows, caplen[rows] >= 14, "truncated-link")
     v = st.view
-    st.dst_mac[rows] = v.mac(rows, 0)
-    st.src_mac[rows] = v.mac(rows, 6)
-    etype = v.u16(rows, 12)
+    # two 8-byte reads cover the whole header: bytes 0-7 (dst MAC + 2) and 6-13 (src MAC + type)
+    at = v.at(rows)
+    first, second = v.u64_at(at), v.u64_at(at + 6)
+    st.dst_mac[rows] = first >> np.uint64(16)
+    st.src_mac[rows] = second >> np.uint64(16)
+    etype = (second & np.uint64(0xFFFF)).astype(np.uint16)
     st.ethertype[rows] = etype
     st.l3_off[rows] = 14
     # 802.3 with an LLC header: only SNAP (AA AA 03, OUI 0) can carry an ethertype

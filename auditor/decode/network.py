@@ -27,40 +27,41 @@ def decode_network(st: DecodeState) -> None:
 
 def _ipv4(st: DecodeState, rows: IntArray) -> None:
     v, caplen = st.view, st.view.caplen
+    rows = st.split(rows, st.l3_off[rows] + 20 <= caplen[rows], "truncated-ipv4")
     l3 = st.l3_off[rows]
-    rows = st.split(rows, l3 + 20 <= caplen[rows], "truncated-ipv4")
-    l3 = st.l3_off[rows]
-    vihl = v.u8(rows, l3)
-    ok = (vihl >> 4) == 4
-    st.skip(rows[~ok], "bad-ip-version")
-    rows, l3, vihl = rows[ok], l3[ok], vihl[ok]
-    ihl = (vihl & 0x0F).astype(np.int64) * 4
-    ok = ihl >= 20
-    st.skip(rows[~ok], "bad-ipv4-header-length")
-    rows, l3, ihl = rows[ok], l3[ok], ihl[ok]
-    ok = l3 + ihl <= caplen[rows]
-    st.skip(rows[~ok], "truncated-ipv4")
-    rows, l3, ihl = rows[ok], l3[ok], ihl[ok]
-    total = v.u16(rows, l3 + 2).astype(np.int64)
+    at = v.at(rows, l3)
+    # three reads cover the fixed header (RFC 791 §3.1): bytes 0-7, 8-15, 16-19
+    w0, w1, dst = v.u64_at(at), v.u64_at(at + 8), v.u32_at(at + 16)
+    vihl = (w0 >> np.uint64(56)).astype(np.int64)
+    ihl = (vihl & 0x0F) * 4
+    total = ((w0 >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.int64)
     # total length 0 is what TSO-offloaded packets show when captured on the sender: trust caplen
-    ok = (total == 0) | (total >= ihl)
-    st.skip(rows[~ok], "bad-ipv4-total-length")
-    rows, l3, ihl, total = rows[ok], l3[ok], ihl[ok], total[ok]
+    rows_ok = st.reject(
+        rows,
+        ((vihl >> 4) != 4, "bad-ip-version"),
+        (ihl < 20, "bad-ipv4-header-length"),
+        (l3 + ihl > caplen[rows], "truncated-ipv4"),
+        ((total != 0) & (total < ihl), "bad-ipv4-total-length"),
+    )
+    if rows_ok.size != rows.size:
+        keep = st.skip_reason[rows] == 0
+        rows, l3, w0, w1, dst, ihl, total = (x[keep] for x in (rows, l3, w0, w1, dst, ihl, total))
 
-    frag = v.u16(rows, l3 + 6)
+    frag = (w0 & np.uint64(0xFFFF)).astype(np.uint16)
     offset = frag & 0x1FFF
-    more = (frag & 0x2000) != 0
+    is_frag = ((frag & 0x2000) != 0) | (offset != 0)
+    cap = caplen[rows]
     st.kind[rows] = KIND_IP
     st.ip_version[rows] = 4
-    st.ip_proto[rows] = v.u8(rows, l3 + 9)
-    st.src_lo[rows] = v.u32(rows, l3 + 12)
-    st.dst_lo[rows] = v.u32(rows, l3 + 16)
+    st.ip_proto[rows] = (w1 >> np.uint64(48)).astype(np.uint8)
+    st.src_lo[rows] = w1 & np.uint64(0xFFFFFFFF)
+    st.dst_lo[rows] = dst
     st.l4_off[rows] = l3 + ihl
-    st.ip_end[rows] = np.minimum(np.where(total == 0, caplen[rows], l3 + total), caplen[rows])
-    is_frag = more | (offset != 0)
-    st.is_fragment[rows] = is_frag
-    st.frag_offset[rows] = offset
-    st.frag_id[rows[is_frag]] = v.u16(rows[is_frag], l3[is_frag] + 4)
+    st.ip_end[rows] = np.minimum(np.where(total == 0, cap, l3 + total), cap)
+    if is_frag.any():
+        st.is_fragment[rows] = is_frag
+        st.frag_offset[rows] = offset
+        st.frag_id[rows[is_frag]] = ((w0[is_frag] >> np.uint64(16)) & np.uint64(0xFFFF)).astype(np.uint32)
 
 
 def _ipv6(st: DecodeState, rows: IntArray) -> None:

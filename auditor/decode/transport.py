@@ -44,18 +44,19 @@ def decode_transport(st: DecodeState) -> None:
     ok = l4 + 4 <= end_of_ip[rows]
     st.skip(rows[~ok], "truncated-transport")
     rows, l4 = rows[ok], l4[ok]
-    st.sport[rows] = v.u16(rows, l4)
-    st.dport[rows] = v.u16(rows, l4 + 2)
+    ports = v.u32_at(v.at(rows, l4))  # source and destination port in one read
+    st.sport[rows] = (ports >> 16).astype(np.uint16)
+    st.dport[rows] = (ports & 0xFFFF).astype(np.uint16)
     st.has_ports[rows] = True
 
     tcp = rows[proto[rows] == IPPROTO_TCP]
     if tcp.size:
         l4 = st.l4_off[tcp]
         has_flags = l4 + 14 <= end_of_ip[tcp]
-        flagged = tcp[has_flags]
-        st.tcp_flags[flagged] = v.u8(flagged, st.l4_off[flagged] + 13)
-        data_off = np.zeros(tcp.size, dtype=np.int64)
-        data_off[has_flags] = (v.u8(flagged, st.l4_off[flagged] + 12) >> 4).astype(np.int64) * 4
+        # data offset (high nibble of byte 12) and flags (byte 13) in one read (RFC 9293 §3.1)
+        word = v.u16_at(v.at(tcp, l4 + 12))
+        st.tcp_flags[tcp] = np.where(has_flags, word & 0xFF, 0).astype(np.uint8)
+        data_off = np.where(has_flags, (word >> 12).astype(np.int64) * 4, 0)
         start = l4 + data_off
         sane = has_flags & (data_off >= TCP_MIN_HEADER) & (start <= st.ip_end[tcp])
         st.payload_off[tcp[sane]] = start[sane]
