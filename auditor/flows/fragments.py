@@ -63,6 +63,8 @@ class FragmentTracker:
             self._ports.move_to_end(key)
         for i in np.flatnonzero(~first & (h.frag_offset[fr] != 0)).tolist():
             got = self._ports.get(keys[i])
+            if got is not None and int(ts[fr[i]]) - got[2] > self.timeout_ns:
+                got = None  # that datagram timed out: this fragment belongs to no known first fragment
             if got is None:
                 self.orphans += 1
             else:

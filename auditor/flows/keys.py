@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 U64 = NDArray[np.uint64]
 
 # Odd 64-bit multipliers (from splitmix64 / murmur3 fmix64); any odd constants would do: the
-# table verifies every key on a hash match, so hash quality costs speed, never correctness.
+# table compares full keys on every hash match, so hash quality costs speed, never correctness.
 _C = [np.uint64(c) for c in (
     0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB,
     0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0xD6E8FEB86659FD93,
@@ -35,20 +35,14 @@ def pack_small_fields(
     return w1, w2
 
 
-def hash_keys(a_hi: U64, a_lo: U64, b_hi: U64, b_lo: U64, w1: U64, w2: U64, salt: int = 0) -> U64:
-    """Return a 64-bit hash per key; `salt` re-hashes keys that collided."""
-    h = a_hi * _C[0]
-    h ^= a_lo * _C[1]
-    h ^= b_hi * _C[2]
-    h ^= b_lo * _C[3]
-    h ^= w1 * _C[4]
-    h ^= w2 * _C[5]
-    if salt:
-        h ^= np.uint64(salt) * _C[0]
-    # murmur3 fmix64: spreads every input bit over the whole word
-    h ^= h >> _S33
-    h *= _C[3]
-    h ^= h >> _S33
+def hash_keys(a_hi: U64, a_lo: U64, b_hi: U64, b_lo: U64, w1: U64, w2: U64) -> U64:
+    """Return a 64-bit hash per key (a chained multiply-xorshift mix of the six key words)."""
+    h = np.full(a_hi.shape, _C[2], dtype=np.uint64)
+    # each word is folded in and mixed before the next one, so no two words can cancel out
+    for col, c in zip((a_hi, a_lo, b_hi, b_lo, w1, w2), _C, strict=True):
+        h ^= col
+        h *= c
+        h ^= h >> _S33
     h *= _C[4]
     h ^= h >> _S33
     return h

@@ -84,7 +84,8 @@ class PayloadRegistry:
     @staticmethod
     def _select_ip(h: Headers, flows: BatchFlows, want: _Want) -> NDArray[np.int64]:
         r = flows.rows
-        mask = (h.ip_proto[r] == want.proto) & (h.payload_len[r] > 0)
+        # later fragments carry the middle of a datagram, not a protocol message: never handed off
+        mask = (h.ip_proto[r] == want.proto) & (h.payload_len[r] > 0) & (h.frag_offset[r] == 0)
         if want.port is not None:
             mask &= (h.sport[r] == want.port) | (h.dport[r] == want.port)
         if want.head_packets is not None:

@@ -9,6 +9,7 @@ instead of merging two flows: the table is exact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -25,7 +26,6 @@ from auditor.flows.types import END_CAPACITY, END_IDLE, END_OF_CAPTURE, END_TCP_
 logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000
-MAX_SALT = 16
 _BIG = np.iinfo(np.int64).max
 
 
@@ -66,8 +66,41 @@ _COLUMNS: dict[str, type] = {
     "init_is_a": np.bool_, "pk_ab": np.uint64, "pk_ba": np.uint64, "by_ab": np.uint64,
     "by_ba": np.uint64, "fl_ab": np.uint8, "fl_ba": np.uint8, "mac_a": np.uint64, "mac_b": np.uint64,
     "first_ns": np.int64, "last_ns": np.int64, "closed_ns": np.int64, "payloads": np.int64,
-    "is_tcp": np.bool_, "active": np.bool_,
+    "is_tcp": np.bool_, "active": np.bool_, "saw_syn": np.bool_,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Packets:
+    """The IP packets of a batch (or of a time chunk of it), as the table needs them."""
+
+    keys: tuple[NDArray[np.uint64], ...]
+    swapped: NDArray[np.bool_]
+    ts: NDArray[np.int64]
+    wirelen: NDArray[np.uint32]
+    flags: NDArray[np.uint8]
+    proto: NDArray[np.uint8]
+    mac: NDArray[np.uint64]
+    has_payload: NDArray[np.bool_]
+
+    def take(self, part: slice) -> _Packets:
+        return _Packets(
+            keys=tuple(col[part] for col in self.keys),
+            swapped=self.swapped[part],
+            ts=self.ts[part],
+            wirelen=self.wirelen[part],
+            flags=self.flags[part],
+            proto=self.proto[part],
+            mac=self.mac[part],
+            has_payload=self.has_payload[part],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    flow_id: NDArray[np.uint64]
+    from_initiator: NDArray[np.bool_]
+    payload_index: NDArray[np.int64] | None
 
 
 class FlowTable:
@@ -102,99 +135,182 @@ class FlowTable:
         """
         rows = np.flatnonzero(h.kind == KIND_IP)
         if not rows.size:
-            return _empty_batch_flows(), self._maybe_sweep(h)
+            if len(h):
+                self._now_ns = max(self._now_ns, int(h.batch.ts_ns.max()))
+            return _empty_batch_flows(), _concat_records([self._maybe_sweep(self._now_ns)])
         sport, dport = self.fragments.resolve(h, rows)
         ver, proto = h.ip_version[rows], h.ip_proto[rows]
         ft = flow_tuple(ver, proto, h.src_hi[rows], h.src_lo[rows], h.dst_hi[rows], h.dst_lo[rows], sport, dport)
         w1, w2 = pack_small_fields(ver, proto, ft.port_a, ft.port_b, h.vlan_outer[rows], h.vlan_inner[rows])
-        keys = (ft.a_hi, ft.a_lo, ft.b_hi, ft.b_lo, w1, w2)
-        ts = h.batch.ts_ns[rows]
-
-        order, starts, group_slot, group_hash = self._group(keys, hash_keys(*keys))
-        swapped_s = ft.swapped[order]
-        flags = h.tcp_flags[rows]
-        new = group_slot < 0
-        if new.any():
-            created = self._create(keys, order, starts, new, ft.swapped, flags, proto)
-            group_slot[new] = created
-            self._index_insert(group_hash[new], created)
-        self._accumulate(h, rows, order, starts, group_slot, swapped_s, flags, ts)
-
-        # per-packet answers, back in batch order
-        sizes = np.diff(np.append(starts, order.size))
-        slot_s = np.repeat(group_slot, sizes)
-        slot = np.empty_like(slot_s)
-        slot[order] = slot_s
-        c = self._col
-        from_init = ~ft.swapped == c["init_is_a"][slot]
-        index = (
-            self._payload_index(h.payload_len[rows] > 0, order, starts, sizes, group_slot)
-            if payload_index
-            else None
+        pkt = _Packets(
+            keys=(ft.a_hi, ft.a_lo, ft.b_hi, ft.b_lo, w1, w2),
+            swapped=ft.swapped,
+            ts=h.batch.ts_ns[rows],
+            wirelen=h.batch.wirelen[rows],
+            flags=h.tcp_flags[rows],
+            proto=proto,
+            mac=h.src_mac[rows],
+            has_payload=(h.payload_len[rows] > 0) & (h.frag_offset[rows] == 0),
         )
-        self._now_ns = max(self._now_ns, int(ts.max()))
-        flows = BatchFlows(rows=rows, flow_id=c["flow_id"][slot], from_initiator=from_init,
-                           payload_index=index)
-        return flows, self._maybe_sweep(h)
+        ended: list[FlowRecords | None] = []
+        parts: list[_Answers] = []
+        # No chunk spans more than the shortest quiet limit (idle timeouts, close linger), so no
+        # flow can end inside a chunk unseen; a flow that ended before a chunk is closed off when
+        # the chunk meets it, and the chunk's packets start a new flow.
+        for lo, hi in self._time_chunks(pkt.ts):
+            chunk = pkt if (lo, hi) == (0, rows.size) else pkt.take(slice(lo, hi))
+            ended.append(self._maybe_sweep(int(chunk.ts[0])))
+            part, stale = self._add(chunk, payload_index)
+            ended.append(stale)
+            parts.append(part)
+        ended.append(self._maybe_sweep(self._now_ns, only_if_over=True))
+        flow_id = np.concatenate([p.flow_id for p in parts]) if len(parts) > 1 else parts[0].flow_id
+        from_init = np.concatenate([p.from_initiator for p in parts]) if len(parts) > 1 else parts[0].from_initiator
+        index = None
+        if payload_index:
+            pieces = [p.payload_index for p in parts if p.payload_index is not None]
+            index = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        flows = BatchFlows(rows=rows, flow_id=flow_id, from_initiator=from_init, payload_index=index)
+        return flows, _concat_records(ended)
 
     def flush(self) -> FlowRecords | None:
         """End every flow still in the table (end of capture) and return them."""
         slots = self._index_slot.copy()
         return self._evict(np.sort(slots), np.full(slots.size, END_OF_CAPTURE, dtype=np.uint8))
 
+    def _time_chunks(self, ts: NDArray[np.int64]) -> list[tuple[int, int]]:
+        o = self.options
+        # at least 1 s, so that a linger near 0 cannot cut a batch into one chunk per packet
+        span = int(max(min(o.udp_idle_timeout_s, o.tcp_idle_timeout_s, o.tcp_close_linger_s), 1.0) * NS)
+        if int(ts.max()) - int(ts.min()) <= span:
+            return [(0, ts.size)]
+        # sparse capture: cut by time (running maximum, so out-of-order timestamps cannot loop)
+        running = np.maximum.accumulate(ts)
+        bounds: list[tuple[int, int]] = []
+        lo = 0
+        while lo < ts.size:
+            hi = int(np.searchsorted(running, running[lo] + span, side="right"))
+            bounds.append((lo, hi))
+            lo = hi
+        return bounds
+
+    def _add(self, pkt: _Packets, payload_index: bool) -> tuple[_Answers, FlowRecords | None]:
+        """Add packets spanning at most one idle timeout; return per-packet answers and stale flows ended."""
+        keys = pkt.keys
+        order, starts = self._group(keys)
+        rep = order[starts]
+        group_hash = hash_keys(*(col[rep] for col in keys))
+        slot = self._lookup(group_hash, keys, rep)
+        ts_s = pkt.ts[order]
+        first_ts = np.minimum.reduceat(ts_s, starts)
+        stale = self._stale(slot, first_ts)
+        if stale.any():
+            # the stored flow ended (idle, or closed and quiet) before this group's first packet
+            ended = self._evict(slot[stale], self._end_reason(slot[stale]))
+            slot[stale] = -1
+        else:
+            ended = None
+        new = slot < 0
+        if new.any():
+            created = self._create(keys, order, starts, new, pkt)
+            slot[new] = created
+            self._index_insert(group_hash[new], created)
+        sizes = np.diff(np.append(starts, order.size))
+        self._accumulate(pkt, order, starts, sizes, slot, ts_s)
+
+        # per-packet answers, back in batch order
+        row_slot = np.empty(order.size, dtype=np.int64)
+        row_slot[order] = np.repeat(slot, sizes)
+        c = self._col
+        from_init = ~pkt.swapped == c["init_is_a"][row_slot]
+        index = self._payload_index(pkt.has_payload, order, starts, sizes, slot) if payload_index else None
+        self._now_ns = max(self._now_ns, int(pkt.ts.max()))
+        return _Answers(c["flow_id"][row_slot], from_init, index), ended
+
     # -- grouping and lookup ------------------------------------------------------------------
 
-    def _group(
-        self, keys: tuple[NDArray[np.uint64], ...], hsh: NDArray[np.uint64]
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.uint64]]:
-        """Group rows by key; return sort order, group starts, each group's slot (-1 if new), hash."""
-        salt = None
-        for _ in range(MAX_SALT):
-            # quicksort, not stable: 4x faster here; whatever needs "the earliest packet of a
-            # group" takes the minimum batch row of the group instead of relying on sort order
-            order = np.argsort(hsh)
-            hs = hsh[order]
-            is_start = np.empty(hs.size, dtype=np.bool_)
-            is_start[0] = True
-            np.not_equal(hs[1:], hs[:-1], out=is_start[1:])
-            starts = np.flatnonzero(is_start)
-            rep = order[starts]
-            # Rows whose key differs from their group's first row collided inside the batch.
-            group_of = np.cumsum(is_start) - 1
-            bad = np.zeros(hs.size, dtype=np.bool_)
-            for col in keys:
-                bad |= col[order] != col[rep][group_of]
-            slot = self._lookup(hs[starts])
-            found = slot >= 0
-            # Groups whose hash matched a stored flow with another key collided with the table.
-            clash = np.zeros(starts.size, dtype=np.bool_)
-            for name, col in zip(_KEY_COLS, keys, strict=True):
-                clash[found] |= self._col[name][slot[found]] != col[rep[found]]
-            if not bad.any() and not clash.any():
-                return order, starts, slot, hs[starts]
-            bad |= np.repeat(clash, np.diff(np.append(starts, hs.size)))
-            rehash = order[bad]
-            if salt is None:
-                salt = np.zeros(hsh.size, dtype=np.uint64)
-            salt[rehash] += np.uint64(1)
-            self.collisions += int(rehash.size)
-            hsh = hsh.copy()
-            hsh[rehash] = hash_keys(*(col[rehash] for col in keys), salt=salt[rehash])
-        raise RuntimeError("flow key hash kept colliding; the hash function is broken")
+    def _group(self, keys: tuple[NDArray[np.uint64], ...]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Return a sort order that brings equal keys together, and where each group starts."""
+        hsh = hash_keys(*keys)
+        # quicksort, not stable: 4x faster here; whatever needs "the earliest packet of a group"
+        # takes the minimum batch row of the group instead of relying on sort order
+        order = np.argsort(hsh)
+        hs = hsh[order]
+        is_start = np.empty(hs.size, dtype=np.bool_)
+        is_start[0] = True
+        np.not_equal(hs[1:], hs[:-1], out=is_start[1:])
+        # Verify: every row's key must equal its group's first row's key, else two keys share a hash.
+        rep_row = np.empty(hs.size, dtype=np.int64)
+        rep_row[order] = order[np.flatnonzero(is_start)][np.cumsum(is_start) - 1]
+        for col in keys:
+            if col.any() and (col != col[rep_row]).any():
+                self.collisions += 1
+                return self._group_exact(keys, hsh)
+        return order, np.flatnonzero(is_start)
 
-    def _lookup(self, uh: NDArray[np.uint64]) -> NDArray[np.int64]:
-        idx = np.searchsorted(self._index_hash, uh)
-        idx_c = np.minimum(idx, max(self._index_hash.size - 1, 0))
+    @staticmethod
+    def _group_exact(
+        keys: tuple[NDArray[np.uint64], ...], hsh: NDArray[np.uint64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        # Rare path (a 64-bit hash collision inside one batch): sort by hash, then by the full key.
+        order = np.lexsort((*keys[::-1], hsh))  # the last key sorts first
+        differs = np.zeros(order.size, dtype=np.bool_)
+        differs[0] = True
+        for col in (hsh, *keys):
+            s = col[order]
+            differs[1:] |= s[1:] != s[:-1]
+        return order, np.flatnonzero(differs)
+
+    def _lookup(
+        self, group_hash: NDArray[np.uint64], keys: tuple[NDArray[np.uint64], ...], rep: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
+        """Return the stored slot of each group's key, or -1; several stored flows may share a hash."""
+        slot = np.full(group_hash.size, -1, dtype=np.int64)
         if not self._index_hash.size:
-            return np.full(uh.size, -1, dtype=np.int64)
-        found = self._index_hash[idx_c] == uh
-        return np.where(found, self._index_slot[idx_c], -1)
+            return slot
+        lo = np.searchsorted(self._index_hash, group_hash, side="left")
+        hi = np.searchsorted(self._index_hash, group_hash, side="right")
+        count = hi - lo
+        one = np.flatnonzero(count == 1)
+        cand = self._index_slot[lo[one]]
+        match = np.ones(one.size, dtype=np.bool_)
+        for name, col in zip(_KEY_COLS, keys, strict=True):
+            match &= self._col[name][cand] == col[rep[one]]
+        slot[one[match]] = cand[match]
+        self.collisions += int(one.size - match.sum())
+        for g in np.flatnonzero(count > 1).tolist():  # shared hashes: compare each stored key
+            self.collisions += 1
+            for s in self._index_slot[lo[g] : hi[g]].tolist():
+                if all(self._col[name][s] == col[rep[g]] for name, col in zip(_KEY_COLS, keys, strict=True)):
+                    slot[g] = s
+                    break
+        return slot
 
     def _index_insert(self, hashes: NDArray[np.uint64], slots: NDArray[np.int64]) -> None:
-        # `hashes` arrive sorted (they are group hashes of a sorted batch): one merge, no re-sort
+        # group hashes of a hash-sorted batch arrive sorted: then one merge and no re-sort
+        if hashes.size > 1 and (hashes[1:] < hashes[:-1]).any():
+            order = np.argsort(hashes)
+            hashes, slots = hashes[order], slots[order]
         pos = np.searchsorted(self._index_hash, hashes)
         self._index_hash = np.insert(self._index_hash, pos, hashes)
         self._index_slot = np.insert(self._index_slot, pos, slots)
+
+    def _stale(self, slot: NDArray[np.int64], first_ts: NDArray[np.int64]) -> NDArray[np.bool_]:
+        found = np.flatnonzero(slot >= 0)
+        stale = np.zeros(slot.size, dtype=np.bool_)
+        if found.size:
+            s = slot[found]
+            stale[found] = first_ts[found] - self._col["last_ns"][s] > self._quiet_limit(s)
+        return stale
+
+    def _quiet_limit(self, slots: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Return how long each flow may stay quiet before it has ended."""
+        o, c = self.options, self._col
+        idle = np.where(c["is_tcp"][slots], int(o.tcp_idle_timeout_s * NS), int(o.udp_idle_timeout_s * NS))
+        return np.where(c["closed_ns"][slots] >= 0, np.minimum(idle, int(o.tcp_close_linger_s * NS)), idle)
+
+    def _end_reason(self, slots: NDArray[np.int64]) -> NDArray[np.uint8]:
+        return np.where(self._col["closed_ns"][slots] >= 0, END_TCP_CLOSE, END_IDLE).astype(np.uint8)
 
     # -- creating and updating flows ----------------------------------------------------------
 
@@ -204,9 +320,7 @@ class FlowTable:
         order: NDArray[np.int64],
         starts: NDArray[np.int64],
         new: NDArray[np.bool_],
-        swapped: NDArray[np.bool_],
-        flags: NDArray[np.uint8],
-        proto: NDArray[np.uint8],
+        pkt: _Packets,
     ) -> NDArray[np.int64]:
         """Open flows for the groups marked `new` (groups begin at sorted positions `starts`)."""
         k = int(new.sum())
@@ -215,21 +329,14 @@ class FlowTable:
         c = self._col
         for name, col in zip(_KEY_COLS, keys, strict=True):
             c[name][slots] = col[rep]
-        ids = np.arange(self._next_id, self._next_id + k, dtype=np.uint64)
+        c["flow_id"][slots] = np.arange(self._next_id, self._next_id + k, dtype=np.uint64)
         self._next_id += k
         self.flows_started += k
-        c["flow_id"][slots] = ids
-        # The initiator is whoever sent the first SYN without ACK; else whoever sent first.
-        flags_s = flags[order]
-        is_tcp = proto[rep] == IPPROTO_TCP
-        pure_syn = (flags_s & (TCP_SYN | TCP_ACK)) == TCP_SYN
-        # earliest batch row of each new group, and its earliest pure SYN (rows are in capture order)
+        # Until a SYN says otherwise (see _accumulate), the initiator is whoever sent first.
         first_row = np.minimum.reduceat(order, starts)[new]
-        first_syn = np.minimum.reduceat(np.where(pure_syn, order, _BIG), starts)[new]
-        init_row = np.where(first_syn < _BIG, first_syn, first_row)
-        init_swapped = swapped[init_row]
-        c["init_is_a"][slots] = ~init_swapped
-        c["is_tcp"][slots] = is_tcp
+        c["init_is_a"][slots] = ~pkt.swapped[first_row]
+        c["saw_syn"][slots] = False
+        c["is_tcp"][slots] = pkt.proto[rep] == IPPROTO_TCP
         for name in ("pk_ab", "pk_ba", "by_ab", "by_ba", "fl_ab", "fl_ba", "mac_a", "mac_b", "payloads"):
             c[name][slots] = 0
         c["first_ns"][slots] = _BIG
@@ -265,22 +372,17 @@ class FlowTable:
 
     def _accumulate(
         self,
-        h: Headers,
-        rows: NDArray[np.int64],
+        pkt: _Packets,
         order: NDArray[np.int64],
         starts: NDArray[np.int64],
+        sizes: NDArray[np.int64],
         slot: NDArray[np.int64],
-        swapped_s: NDArray[np.bool_],
-        flags: NDArray[np.uint8],
-        ts: NDArray[np.int64],
+        ts_s: NDArray[np.int64],
     ) -> None:
         c = self._col
-        n = order.size
-        sizes = np.diff(np.append(starts, n))
-        wl_s = h.batch.wirelen[rows][order].astype(np.uint64)
-        fl_s = flags[order]
-        ts_s = ts[order]
-        sw = swapped_s
+        sw = pkt.swapped[order]
+        wl_s = pkt.wirelen[order].astype(np.uint64)
+        fl_s = pkt.flags[order]
         pk_ba = np.add.reduceat(sw.astype(np.uint64), starts)
         by_all = np.add.reduceat(wl_s, starts)
         by_ba = np.add.reduceat(np.where(sw, wl_s, np.uint64(0)), starts)
@@ -293,12 +395,19 @@ class FlowTable:
         c["first_ns"][slot] = np.minimum(c["first_ns"][slot], np.minimum.reduceat(ts_s, starts))
         last = np.maximum(c["last_ns"][slot], np.maximum.reduceat(ts_s, starts))
         c["last_ns"][slot] = last
+        # The initiator is the sender of the first SYN without ACK, even when other packets of
+        # the flow came first (SPAN ports reorder); it is fixed once a SYN has been seen.
+        pure_syn = (fl_s & (TCP_SYN | TCP_ACK)) == TCP_SYN
+        if pure_syn.any():
+            first_syn = np.minimum.reduceat(np.where(pure_syn, order, _BIG), starts)
+            turn = (first_syn < _BIG) & ~c["saw_syn"][slot]
+            c["init_is_a"][slot[turn]] = ~pkt.swapped[first_syn[turn]]
+            c["saw_syn"][slot[turn]] = True
         # MAC of each side: the source MAC of the first packet that side sent
-        mac = h.src_mac[rows]
         for name, side in (("mac_a", ~sw), ("mac_b", sw)):
             first = np.minimum.reduceat(np.where(side, order, _BIG), starts)  # earliest row per side
             need = (c[name][slot] == 0) & (first < _BIG)
-            c[name][slot[need]] = mac[first[need]]
+            c[name][slot[need]] = pkt.mac[first[need]]
         # TCP close: RST either way, or FIN both ways (RFC 9293 §3.6)
         fl = c["fl_ab"][slot] | c["fl_ba"][slot]
         closing = (
@@ -334,25 +443,20 @@ class FlowTable:
 
     # -- eviction -----------------------------------------------------------------------------
 
-    def _maybe_sweep(self, h: Headers) -> FlowRecords | None:
-        if len(h):
-            self._now_ns = max(self._now_ns, int(h.batch.ts_ns.max()))
-        now = self._now_ns
+    def _maybe_sweep(self, now: int, only_if_over: bool = False) -> FlowRecords | None:
+        """End flows idle at capture time `now` (every sweep_interval_s), and trim to max_flows."""
         o = self.options
         over = self.active > o.max_flows
-        if not over and self._last_sweep_ns is not None and now - self._last_sweep_ns < o.sweep_interval_s * NS:
+        due = self._last_sweep_ns is None or now - self._last_sweep_ns >= o.sweep_interval_s * NS
+        if not over and (only_if_over or not due):
             return None
-        self._last_sweep_ns = now
+        if due:
+            self._last_sweep_ns = now
         slots = self._index_slot
         c = self._col
         last = c["last_ns"][slots]
-        tcp = c["is_tcp"][slots]
-        closed = c["closed_ns"][slots] >= 0
-        idle_limit = np.where(tcp, int(o.tcp_idle_timeout_s * NS), int(o.udp_idle_timeout_s * NS))
-        closed_done = closed & (now - last > int(o.tcp_close_linger_s * NS))
-        idle = now - last > idle_limit
-        expired = closed_done | idle
-        reason = np.where(closed_done, END_TCP_CLOSE, END_IDLE).astype(np.uint8)
+        expired = now - last > self._quiet_limit(slots)
+        reason = self._end_reason(slots)
         keep = ~expired
         if over and keep.sum() > o.max_flows:
             # end the least recently seen flows, down to 90 % of the limit, oldest first
@@ -420,6 +524,20 @@ class FlowTable:
             direction=direction(pick(local_a, local_b), pick(local_b, local_a)),
             community_id=community_ids(version, proto, a_hi, a_lo, b_hi, b_lo, port_a, port_b),
         )
+
+
+def _concat_records(parts: list[FlowRecords | None]) -> FlowRecords | None:
+    """Join finished-flow batches in order; None when there are none."""
+    got = [p for p in parts if p is not None and len(p)]
+    if not got:
+        return None
+    if len(got) == 1:
+        return got[0]
+    fields = {}
+    for f in dataclasses.fields(FlowRecords):
+        values = [getattr(p, f.name) for p in got]
+        fields[f.name] = [x for v in values for x in v] if f.name == "community_id" else np.concatenate(values)
+    return FlowRecords(**fields)
 
 
 def _empty_batch_flows() -> BatchFlows:

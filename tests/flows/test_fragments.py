@@ -191,11 +191,6 @@ def test_tracker_is_bounded_by_max_datagrams_keeping_the_newest() -> None:
     assert t.orphans == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve() looks ports up before expiring old entries, so a later "
-    "fragment arriving long after its datagram timed out still gets the stale ports",
-)
 def test_late_fragment_after_timeout_is_an_orphan() -> None:
     t = FragmentTracker(timeout_ns=60 * NS)
     frags = udp_datagram()

@@ -1,11 +1,10 @@
-"""Flow keys: the exact packing of the narrow fields, and the 64-bit key hash with its salt."""
+"""Flow keys: the exact packing of the narrow fields, and the 64-bit key hash."""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -95,54 +94,16 @@ def test_hash_keys_has_no_collisions_on_many_random_keys() -> None:
     assert np.unique(h).size == h.size
 
 
-def test_hash_keys_salt_changes_every_hash() -> None:
-    keys = _keys(1000)
-    with np.errstate(over="ignore"):
-        salted = [hash_keys(*keys, salt=s) for s in range(4)]
-    for a in range(4):
-        for b in range(a + 1, 4):
-            assert not np.any(salted[a] == salted[b])
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: `if salt:` on an array salt (as FlowTable._group "
-    "passes it) raises 'truth value of an array ... is ambiguous' for two or more rows",
-)
-def test_hash_keys_accepts_one_salt_per_row() -> None:
-    keys = _keys(3)
-    salt = _u64(1, 2, 1)
-    got = hash_keys(*keys, salt=salt)
-    with np.errstate(over="ignore"):
-        want = [int(hash_keys(*(k[i : i + 1] for k in keys), salt=int(salt[i]))[0]) for i in range(3)]
-    assert got.tolist() == want
-
-
-def test_hash_keys_accepts_one_salt_for_one_row() -> None:
-    keys = _keys(1)
-    with np.errstate(over="ignore"):
-        assert hash_keys(*keys, salt=_u64(2)).tolist() == hash_keys(*keys, salt=2).tolist()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeWarning,
-    reason="BUG: an int salt is multiplied as a numpy "
-    "scalar, which warns 'overflow encountered in scalar multiply' (an error under -W error)",
-)
-def test_hash_keys_int_salt_does_not_warn() -> None:
+def test_hash_keys_does_not_warn_on_wrapping_arithmetic() -> None:
     keys = _keys(2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        hash_keys(*keys, salt=3)  # 3 * _C[0] wraps around 2**64
+        hash_keys(*keys)  # the multiplications wrap around 2**64 on purpose
 
 
 def _crafted_collision() -> tuple[tuple[U64, ...], tuple[U64, ...]]:
-    """Two keys (IPv6 a_lo and b_lo differ) whose products XOR to the same pre-finaliser word.
-
-    Hash quality is no correctness requirement (the table verifies keys), but collisions this easy
-    to make on purpose mean the salt has to resolve them."""
+    """Two IPv6 keys whose products XOR to the same word under a linear pre-mix (the first hash
+    had one: a_lo*C1 ^ b_lo*C3 ^ ...). The chained mix must keep them apart."""
     c1, c3 = int(_C[1]), int(_C[3])
     a_lo, b_lo, a_lo2 = 1, 2, 3
     b_lo2 = ((((a_lo * c1) ^ (b_lo * c3) ^ (a_lo2 * c1)) & _M) * pow(c3, -1, 1 << 64)) & _M
@@ -152,13 +113,6 @@ def _crafted_collision() -> tuple[tuple[U64, ...], tuple[U64, ...]]:
     return k1, k2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the salt is XORed into the pre-finaliser word (keys.py line 47), "
-    "so keys colliding at salt 0 collide at every salt and re-hashing never separates them",
-)
-@pytest.mark.parametrize("salt", [1, 2, 15])
-def test_hash_keys_salt_separates_colliding_keys(salt: int) -> None:
+def test_hash_keys_keeps_linearly_crafted_keys_apart() -> None:
     k1, k2 = _crafted_collision()
-    with np.errstate(over="ignore"):
-        assert hash_keys(*k1, salt=salt)[0] != hash_keys(*k2, salt=salt)[0]
+    assert hash_keys(*k1)[0] != hash_keys(*k2)[0]

@@ -235,11 +235,6 @@ def test_process_keeps_orientation_for_packets_of_a_later_batch() -> None:
     assert canonical(feed(pkts, sizes=[2, 1]).records) == canonical(feed(pkts).records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the initiator is only chosen in the batch that creates the flow; "
-    "a pure SYN arriving in a later batch does not re-orient a flow first seen by its SYN-ACK",
-)
 def test_process_orients_flow_from_pure_syn_after_batch_boundary() -> None:
     pkts = [tcp("SA", SERVER, CLIENT, 443, 40000), tcp("S"), tcp("A")]
     split = feed(pkts, sizes=[1, 2])
@@ -443,11 +438,6 @@ def test_udp_flow_does_not_end_within_idle_timeout() -> None:
     assert fed.table.active == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: process() adds a batch's packets before sweeping, so a packet "
-    "arriving after its flow's idle timeout joins the expired flow unless a sweep ran in between",
-)
 def test_packet_after_idle_timeout_starts_a_new_flow() -> None:
     fed = feed([udp(), udp()], seconds(0, 500), sizes=[1, 1])
     assert [f["src_packets"] for f in rows(fed.records)] == [1, 1]
@@ -716,7 +706,9 @@ def traffic(draw: st.DrawFn) -> tuple[list[bytes], list[int]]:
         key = (v6, proto, frozenset([(src, sport), (dst, dport)]), vlan)
         if proto == "tcp":
             flags = draw(st.sampled_from(["S", "SA", "A", "PA", "FA", "R"]))
-            if flags == "S" and key in opened:  # a pure SYN only opens a flow (see the xfail above)
+            # a pure SYN only opens a flow: a SYN seen after other packets of its flow re-orients it,
+            # and packets handed out before it keep the orientation they had (batch-dependent)
+            if flags == "S" and key in opened:
                 flags = "A"
             pkt = pkt / TCP(sport=sport, dport=dport, flags=flags)
         elif proto == "udp":
@@ -751,11 +743,6 @@ def test_batching_does_not_change_flows(case: tuple[list[bytes], list[int]], cut
         assert per_packet(split, name) == per_packet(whole, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: idle timeouts are only checked between batches; a flow idle "
-    "longer than its timeout inside one batch is not split, while the same packets in two batches are",
-)
 def test_idle_gap_inside_one_batch_ends_the_flow() -> None:
     # split after the second packet, the sweep at 300 s ends flow 53 before its packet at 600 s
     pkts = [udp(), udp(dport=54), udp()]
@@ -763,11 +750,6 @@ def test_idle_gap_inside_one_batch_ends_the_flow() -> None:
     assert canonical(feed(pkts, ts).records) == canonical(feed(pkts, ts, sizes=[2, 1]).records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a closed TCP flow is only ended by the sweep after a batch's packets are added, so a new "
-    "connection on the same ports long after the RST joins the closed flow (in one batch or not)",
-)
 def test_port_reuse_long_after_close_is_a_new_flow() -> None:
     pkts = [tcp("S"), tcp("R", SERVER, CLIENT, 443, 40000), tcp("S"), tcp("SA", SERVER, CLIENT, 443, 40000)]
     ts = seconds(0, 0.1, 60, 60.1)
@@ -778,31 +760,15 @@ def test_port_reuse_long_after_close_is_a_new_flow() -> None:
 # -- hash collisions -------------------------------------------------------------------------------
 
 
-def _real_hash(*cols: NDArray[np.uint64], salt: int | NDArray[np.uint64] = 0) -> NDArray[np.uint64]:
-    """hash_keys, called once per distinct salt: these tests are about the table, not the salt
-    handling of hash_keys itself (test_keys.py covers that)."""
-    s = np.broadcast_to(np.asarray(salt, dtype=np.uint64), cols[0].shape)
-    out = np.empty(cols[0].shape, dtype=np.uint64)
-    for value in np.unique(s).tolist():
-        m = s == value
-        with np.errstate(over="ignore"):  # hash_keys multiplies a numpy scalar salt (wraps on purpose)
-            out[m] = hash_keys(*(c[m] for c in cols), salt=int(value))
-    return out
+def _zero_hash(*cols: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """Every key hashes to 0: the table must still keep every flow apart by its full key."""
+    return np.zeros(cols[0].shape, dtype=np.uint64)
 
 
-def _zero_hash(*cols: NDArray[np.uint64], salt: int | NDArray[np.uint64] = 0) -> NDArray[np.uint64]:
-    """Every key hashes to 0 without salt; a salt gives the real hash."""
-    out = _real_hash(*cols, salt=salt)
-    out[np.broadcast_to(np.asarray(salt) == 0, out.shape)] = 0
-    return out
-
-
-def _some_collide_hash(*cols: NDArray[np.uint64], salt: int | NDArray[np.uint64] = 0) -> NDArray[np.uint64]:
-    """Keys with an even port_b (w1 bits 32-47) collide on one value without salt; others are real."""
-    out = _real_hash(*cols, salt=salt)
-    w1 = cols[4]
-    bad = np.broadcast_to(np.asarray(salt) == 0, out.shape) & (((w1 >> np.uint64(32)) & np.uint64(1)) == 0)
-    out[bad] = 12345
+def _some_collide_hash(*cols: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """Keys with an even port_b (w1 bits 32-47) collide on one value; the others hash for real."""
+    out = hash_keys(*cols)
+    out[((cols[4] >> np.uint64(32)) & np.uint64(1)) == 0] = 12345
     return out
 
 
@@ -817,7 +783,7 @@ def _collision_traffic() -> tuple[list[Packet], list[int]]:
     return pkts, list(range(len(pkts)))
 
 
-def test_real_hash_wrapper_is_the_real_hash() -> None:
+def test_collision_traffic_has_no_real_collisions() -> None:
     pkts, ts = _collision_traffic()
     fed = feed(pkts, ts)
     assert fed.table.collisions == 0
@@ -839,11 +805,6 @@ def test_colliding_hash_never_merges_flows(
     assert per_packet(got, "payload_index") == per_packet(expected, "payload_index")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on a clash with a stored flow _group re-hashes the whole batch "
-    "group, including rows of the stored flow's own key, which then open a second flow",
-)
 @pytest.mark.parametrize("bad_hash", [_zero_hash, _some_collide_hash])
 def test_colliding_hash_across_batches_never_splits_flows(monkeypatch: pytest.MonkeyPatch, bad_hash: object) -> None:
     # A is stored under the bad hash; the next batch's group of that hash starts with B, not A
@@ -855,11 +816,6 @@ def test_colliding_hash_across_batches_never_splits_flows(monkeypatch: pytest.Mo
     assert canonical(got.records) == canonical(expected.records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a flow stored under a salted hash is not found again once the "
-    "flow that forced the salt has ended: lookups only probe the unsalted hash",
-)
 def test_colliding_hash_after_eviction_never_splits_flows(monkeypatch: pytest.MonkeyPatch) -> None:
     # A (UDP, dport 54: even) and B (TCP, port 54) collide; A times out, then B goes on
     a, b = udp(dport=54), tcp("A", dport=54)
@@ -870,7 +826,7 @@ def test_colliding_hash_after_eviction_never_splits_flows(monkeypatch: pytest.Mo
     assert canonical(got.records) == canonical(expected.records)
 
 
-# Real keys that collide under the real hash: IPv6 flows whose a_lo*C1 ^ b_lo*C3 terms are equal.
+# IPv6 keys that collided under the first, linear hash (a_lo*C1 ^ b_lo*C3 equal): regression tests.
 def _colliding_ipv6_flows(n: int) -> list[Packet]:
     from auditor.flows.keys import _C
 
@@ -887,25 +843,12 @@ def _colliding_ipv6_flows(n: int) -> list[Packet]:
     return pkts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: hash_keys does `if salt:` on the salt array "
-    "_group passes, which raises when two or more rows need re-hashing",
-)
 def test_real_hash_collision_in_one_batch_keeps_flows_apart() -> None:
     pkts = _colliding_ipv6_flows(2)
     got = rows(feed(pkts + pkts).records)
     assert sorted(f["src_packets"] for f in got) == [2, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG: the salt is XORed in before the finaliser, "
-    "so keys colliding at salt 0 collide at every salt: 17 crafted IPv6 packets stop the capture",
-)
 def test_seventeen_crafted_colliding_flows_do_not_stop_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(table_module, "hash_keys", _real_hash)  # step past the `if salt:` bug
     got = rows(feed(_colliding_ipv6_flows(17)).records)
     assert len(got) == 17
