@@ -17,6 +17,7 @@ from rich.table import Table
 from auditor import __version__
 from auditor.config import load_settings
 from auditor.errors import AuditorError, OutputError
+from auditor.flows.community_id import with_community_ids
 from auditor.flows.types import FlowRecords
 from auditor.output.background import BackgroundSink
 from auditor.output.ecs import flow_documents
@@ -107,7 +108,7 @@ def _analyze(
         writer = JsonLinesWriter(flows_file)
 
         def write_flows(records: FlowRecords) -> None:
-            writer.write(flow_documents(records))
+            writer.write(flow_documents(with_community_ids(records)))
 
         # Formatting JSON runs in a forked child, beside the packet engine (before any thread starts).
         sink = BackgroundSink(write_flows, on_close=writer.close)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditor.config import Settings
+from auditor.flows.community_id import with_community_ids
 from auditor.flows.types import FlowRecords
 from auditor.pipeline import RunStats, analyze_files
 
@@ -43,7 +44,7 @@ def tshark() -> str:
 def run_engine(paths: list[Path], settings: Settings | None = None) -> tuple[list[FlowRecords], RunStats]:
     """Run the offline pipeline and return every finished-flow batch plus the run stats."""
     out: list[FlowRecords] = []
-    stats = analyze_files(paths, settings or Settings(), out.append)
+    stats = analyze_files(paths, settings or Settings(), lambda r: out.append(with_community_ids(r)))
     return out, stats
 
 

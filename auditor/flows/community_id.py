@@ -21,12 +21,15 @@ same as comparing the NBO bytes for both families, because a tuple never mixes f
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from auditor.flows.types import FlowRecords
 
 logger = logging.getLogger(__name__)
 
@@ -256,3 +259,17 @@ def _check_lengths(*columns: NDArray[np.generic]) -> int:
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ValueError(f"columns must be 1-d and of equal length, got shapes {sorted(shapes)}")
     return int(columns[0].shape[0])
+
+
+def with_community_ids(records: FlowRecords, seed: int = 0) -> FlowRecords:
+    """Return `records` with community_id filled in (unchanged if it already is)."""
+    if records.community_id is not None:
+        return records
+    # the records' ICMP ports are already Community ID equivalents; flow_tuple maps them to themselves
+    ft = flow_tuple(
+        records.ip_version, records.ip_proto, records.src_hi, records.src_lo, records.dst_hi, records.dst_lo,
+        records.src_port, records.dst_port,
+    )
+    ids = community_ids(records.ip_version, records.ip_proto, ft.a_hi, ft.a_lo, ft.b_hi, ft.b_lo,
+                        ft.port_a, ft.port_b, seed=seed)
+    return dataclasses.replace(records, community_id=ids)

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from auditor.decode.types import IPPROTO_TCP, KIND_IP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Headers
-from auditor.flows.community_id import community_ids, flow_tuple
+from auditor.flows.community_id import flow_tuple
 from auditor.flows.fragments import FragmentTracker
 from auditor.flows.keys import hash_keys, pack_small_fields
 from auditor.flows.localnet import DEFAULT_LOCAL_NETWORKS, LocalNetworks, direction
@@ -522,7 +522,6 @@ class FlowTable:
             last_ns=c["last_ns"][slots].copy(),
             end_reason=reason,
             direction=direction(pick(local_a, local_b), pick(local_b, local_a)),
-            community_id=community_ids(version, proto, a_hi, a_lo, b_hi, b_lo, port_a, port_b),
         )
 
 
@@ -536,7 +535,10 @@ def _concat_records(parts: list[FlowRecords | None]) -> FlowRecords | None:
     fields = {}
     for f in dataclasses.fields(FlowRecords):
         values = [getattr(p, f.name) for p in got]
-        fields[f.name] = [x for v in values for x in v] if f.name == "community_id" else np.concatenate(values)
+        if f.name == "community_id":
+            fields[f.name] = None if any(v is None for v in values) else [x for v in values for x in v]
+        else:
+            fields[f.name] = np.concatenate(values)
     return FlowRecords(**fields)
 
 

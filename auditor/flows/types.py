@@ -52,8 +52,9 @@ class FlowRecords:
     """Index into END_REASONS."""
     direction: NDArray[np.uint8]
     """Index into DIRECTION_NAMES, judged by the table's local networks."""
-    community_id: list[str]
-    """Community ID v1 of each flow (seed 0)."""
+    community_id: list[str] | None = None
+    """Community ID v1 of each flow (seed 0); None until flows.community_id.with_community_ids
+    fills it (a writer does that in its own process, off the packet path)."""
 
     def __len__(self) -> int:
         return int(self.flow_id.shape[0])

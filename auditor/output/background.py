@@ -37,6 +37,7 @@ class BackgroundSink(Generic[T]):
         self._child.start()
         self._recv.close()
         errors_send.close()
+        _widen_pipe(self._send.fileno())
         self._closed = False
 
     def __call__(self, item: T) -> None:
@@ -65,6 +66,18 @@ class BackgroundSink(Generic[T]):
             except EOFError:
                 return None
         return None
+
+
+F_SETPIPE_SZ = 1031  # fcntl.h (Linux): resize a pipe's kernel buffer
+PIPE_BYTES = 1 << 20  # /proc/sys/fs/pipe-max-size allows 1 MiB to unprivileged processes by default
+
+
+def _widen_pipe(fd: int) -> None:
+    """Give the pipe room for several record batches, so the engine rarely waits on the writer."""
+    with contextlib.suppress(OSError, ImportError):
+        import fcntl
+
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _child_main(sink: Callable[[Any], None], on_close: Callable[[], None] | None, recv: Any, errors: Any) -> None:

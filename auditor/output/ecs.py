@@ -34,6 +34,8 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None) -
     """Yield one ECS document per flow, oriented from initiator (source) to responder (destination)."""
     if not len(flows):
         return
+    if flows.community_id is None:
+        raise ValueError("flow records need their Community IDs (flows.community_id.with_community_ids)")
     # Column-wise conversions first (each distinct address/MAC formatted once); the loop below
     # only assembles dicts, since it runs once per flow on captures with millions of flows.
     columns = zip(

@@ -15,6 +15,7 @@ from scapy.packet import Packet
 from auditor.capture.types import batch_from_frames
 from auditor.decode import decode
 from auditor.decode.types import Headers
+from auditor.flows.community_id import with_community_ids
 from auditor.flows.fragments import FragmentTracker
 from auditor.flows.table import FlowTable
 from auditor.flows.types import FlowRecords
@@ -62,10 +63,10 @@ def flows(pkts: list[Packet], sizes: list[int] | None = None) -> tuple[FlowTable
         _, ended = t.process(decode(batch_from_frames(frames[i : i + n], ts_ns=list(range(i, i + n)))))
         i += n
         if ended is not None:
-            out.append(ended)
+            out.append(with_community_ids(ended))
     last = t.flush()
     if last is not None:
-        out.append(last)
+        out.append(with_community_ids(last))
     got = []
     for r in out:
         for k in range(len(r)):

@@ -22,6 +22,7 @@ import auditor.flows.table as table_module
 from auditor.capture.types import batch_from_frames
 from auditor.decode import decode
 from auditor.decode.types import NO_VLAN, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, Headers
+from auditor.flows.community_id import with_community_ids
 from auditor.flows.keys import hash_keys
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.table import BatchFlows, FlowOptions, FlowTable
@@ -95,12 +96,12 @@ def feed(
         bf, ended = t.process(h)
         out.batches.append((h, bf))
         if ended is not None:
-            out.records.append(ended)
+            out.records.append(with_community_ids(ended))
         i += n
     if flush:
         ended = t.flush()
         if ended is not None:
-            out.records.append(ended)
+            out.records.append(with_community_ids(ended))
     return out
 
 
