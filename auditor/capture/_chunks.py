@@ -21,7 +21,7 @@ from auditor.errors import CaptureError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_BYTES = 8 << 20
+DEFAULT_CHUNK_BYTES = 16 << 20
 """8 MiB: big enough to amortise the per-chunk numpy work, small enough to stay in L3 cache."""
 READ_PIECE_BYTES = 256 << 10
 """Chunks are read in pieces this size, each walked right after the read while it is still in L2 cache

@@ -1,4 +1,10 @@
-"""Big-endian field gathers over a batch buffer: one numpy fancy-index per field for many frames."""
+"""Big-endian field gathers for many frames at once: one numpy fancy-index per field.
+
+The first PREFIX bytes of every frame are copied once into a compact (frames x PREFIX) array,
+so the many field reads of link, network and transport headers hit a small array that stays in
+cache instead of the whole chunk (one cache miss per frame instead of one per field). Fields
+beyond the prefix (deep tag stacks, long IPv6 extension chains) are read from the chunk itself.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,22 @@ from numpy.typing import NDArray
 from auditor.capture.types import Batch
 
 IntArray = NDArray[np.int64]
+Position = IntArray | int
+
+PREFIX = 128  # Ethernet + 2 VLAN tags + IPv6 + a TCP header with options: 14 + 8 + 40 + 60 = 122
+_WIDTHS = {1: "u1", 2: ">u2", 4: ">u4", 8: ">u8"}
+
+
+def _strided(data: NDArray[np.uint8], width: int) -> NDArray[np.generic]:
+    """A view whose element k is the big-endian integer of `width` bytes starting at byte k."""
+    return np.ndarray(shape=(data.size - width + 1,), dtype=_WIDTHS[width], buffer=data, strides=(1,))
 
 
 class FrameView:
-    """Reads fixed-width big-endian fields at per-frame offsets, for a chosen subset of frames.
+    """Reads fixed-width big-endian fields at frame-relative positions, for a chosen subset of frames.
 
-    Each width gets a strided view of the whole buffer whose element k starts at byte k, so one
-    gather reads a u16/u32/u64 at an arbitrary (unaligned) position of every selected frame.
     Callers check lengths against `caplen` first: a read past a frame's end returns bytes of the
-    next frame (or is clamped at the buffer end), never raises, and its value is discarded.
+    next frame, zeros, or a clamped position, never raises, and its value is discarded.
     """
 
     def __init__(self, batch: Batch) -> None:
@@ -26,54 +39,57 @@ class FrameView:
         self._size = int(data.size)
         self.base: IntArray = batch.offset.astype(np.int64, copy=False)
         self.caplen: IntArray = batch.caplen.astype(np.int64)
-        self._u8 = data
-        self._u16 = self._strided(data, ">u2")
-        self._u32 = self._strided(data, ">u4")
-        self._u64 = self._strided(data, ">u8")
+        self._chunk = {w: _strided(data, w) for w in _WIDTHS}
+        prefix = _prefixes(data, self.base)
+        self._prefix = {w: _strided(prefix, w) for w in _WIDTHS}
 
-    @staticmethod
-    def _strided(data: NDArray[np.uint8], dtype: str) -> NDArray[np.generic]:
-        width = np.dtype(dtype).itemsize
-        return np.ndarray(shape=(data.size - width + 1,), dtype=dtype, buffer=data, strides=(1,))
+    def _read(self, width: int, rows: IntArray, pos: Position) -> NDArray[np.generic]:
+        pos_arr = np.asarray(pos, dtype=np.int64)
+        inside = pos_arr + width <= PREFIX
+        if inside.all():
+            return self._prefix[width][rows * PREFIX + pos_arr]
+        out = self._prefix[width][rows * PREFIX + np.where(inside, pos_arr, 0)]
+        far = ~np.broadcast_to(inside, rows.shape)
+        far_pos = np.broadcast_to(pos_arr, rows.shape)[far]
+        idx = np.clip(self.base[rows[far]] + far_pos, 0, self._size - width)
+        out[far] = self._chunk[width][idx]
+        return out
 
-    def at(self, rows: IntArray, pos: IntArray | int = 0) -> IntArray:
-        """Return buffer positions of frame-relative `pos` in each frame of `rows` (for the *_at reads)."""
-        return self.base[rows] + pos
-
-    def u16_at(self, idx: IntArray) -> NDArray[np.uint16]:
-        """Return the big-endian u16 at each buffer position (from `at`)."""
-        return self._u16[np.clip(idx, 0, self._size - 2)].astype(np.uint16)
-
-    def u32_at(self, idx: IntArray) -> NDArray[np.uint32]:
-        """Return the big-endian u32 at each buffer position (from `at`)."""
-        return self._u32[np.clip(idx, 0, self._size - 4)].astype(np.uint32)
-
-    def u64_at(self, idx: IntArray) -> NDArray[np.uint64]:
-        """Return the big-endian u64 at each buffer position (from `at`): one gather for 8 header bytes."""
-        return self._u64[np.clip(idx, 0, self._size - 8)].astype(np.uint64)
-
-    def _index(self, rows: IntArray, pos: IntArray | int, width: int) -> IntArray:
-        idx = self.base[rows] + pos
-        return np.clip(idx, 0, self._size - width, out=idx)
-
-    def u8(self, rows: IntArray, pos: IntArray | int) -> NDArray[np.uint8]:
+    def u8(self, rows: IntArray, pos: Position) -> NDArray[np.uint8]:
         """Return the byte at frame-relative `pos` of each frame in `rows`."""
-        return self._u8[self._index(rows, pos, 1)]
+        return self._read(1, rows, pos).astype(np.uint8, copy=False)
 
-    def u16(self, rows: IntArray, pos: IntArray | int) -> NDArray[np.uint16]:
+    def u16(self, rows: IntArray, pos: Position) -> NDArray[np.uint16]:
         """Return the big-endian u16 at frame-relative `pos` of each frame in `rows`."""
-        return self._u16[self._index(rows, pos, 2)].astype(np.uint16)
+        return self._read(2, rows, pos).astype(np.uint16)
 
-    def u32(self, rows: IntArray, pos: IntArray | int) -> NDArray[np.uint32]:
+    def u32(self, rows: IntArray, pos: Position) -> NDArray[np.uint32]:
         """Return the big-endian u32 at frame-relative `pos` of each frame in `rows`."""
-        return self._u32[self._index(rows, pos, 4)].astype(np.uint32)
+        return self._read(4, rows, pos).astype(np.uint32)
 
-    def u64(self, rows: IntArray, pos: IntArray | int) -> NDArray[np.uint64]:
-        """Return the big-endian u64 at frame-relative `pos` of each frame in `rows`."""
-        return self._u64[self._index(rows, pos, 8)].astype(np.uint64)
+    def u64(self, rows: IntArray, pos: Position) -> NDArray[np.uint64]:
+        """Return the big-endian u64 at frame-relative `pos`: one gather for 8 header bytes."""
+        return self._read(8, rows, pos).astype(np.uint64)
 
-    def mac(self, rows: IntArray, pos: IntArray | int) -> NDArray[np.uint64]:
+    def mac(self, rows: IntArray, pos: Position) -> NDArray[np.uint64]:
         """Return the 48-bit MAC at frame-relative `pos` of each frame in `rows`, as an integer."""
-        hi = self.u16(rows, pos).astype(np.uint64)
-        lo = self.u32(rows, np.asarray(pos) + 2).astype(np.uint64)
-        return (hi << np.uint64(32)) | lo
+        return self.u64(rows, pos) >> np.uint64(16)
+
+
+def _prefixes(data: NDArray[np.uint8], offset: IntArray) -> NDArray[np.uint8]:
+    """Return the first PREFIX bytes of each frame, back to back (zeros past the buffer's end)."""
+    n = int(offset.shape[0])
+    flat = np.zeros(n * PREFIX + 8, dtype=np.uint8)  # 8 spare bytes: the u64 view needs one element
+    out = flat[: n * PREFIX].reshape(n, PREFIX)
+    limit = data.size - PREFIX
+    if limit >= 0 and n:
+        # one PREFIX-byte void item per window: the gather copies each frame's prefix as one block
+        windows = np.ndarray(shape=(limit + 1,), dtype=np.dtype((np.void, PREFIX)), buffer=data, strides=(1,))
+        out.view(np.dtype((np.void, PREFIX))).reshape(n)[:] = windows[np.minimum(offset, limit)]
+    # frames that start within PREFIX bytes of the buffer's end: copy what there is (at most a few)
+    for i in np.flatnonzero(offset > limit).tolist():
+        start = int(offset[i])
+        tail = data[start : start + PREFIX]
+        out[i, : tail.size] = tail
+        out[i, tail.size :] = 0
+    return flat

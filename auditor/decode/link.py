@@ -48,8 +48,7 @@ def _ethernet(st: DecodeState, rows: IntArray, caplen: IntArray) -> None:
     rows = st.split(rows, caplen[rows] >= 14, "truncated-link")
     v = st.view
     # two 8-byte reads cover the whole header: bytes 0-7 (dst MAC + 2) and 6-13 (src MAC + type)
-    at = v.at(rows)
-    first, second = v.u64_at(at), v.u64_at(at + 6)
+    first, second = v.u64(rows, 0), v.u64(rows, 6)
     st.dst_mac[rows] = first >> np.uint64(16)
     st.src_mac[rows] = second >> np.uint64(16)
     etype = (second & np.uint64(0xFFFF)).astype(np.uint16)

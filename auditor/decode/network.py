@@ -29,9 +29,8 @@ def _ipv4(st: DecodeState, rows: IntArray) -> None:
     v, caplen = st.view, st.view.caplen
     rows = st.split(rows, st.l3_off[rows] + 20 <= caplen[rows], "truncated-ipv4")
     l3 = st.l3_off[rows]
-    at = v.at(rows, l3)
     # three reads cover the fixed header (RFC 791 §3.1): bytes 0-7, 8-15, 16-19
-    w0, w1, dst = v.u64_at(at), v.u64_at(at + 8), v.u32_at(at + 16)
+    w0, w1, dst = v.u64(rows, l3), v.u64(rows, l3 + 8), v.u32(rows, l3 + 16)
     vihl = (w0 >> np.uint64(56)).astype(np.int64)
     ihl = (vihl & 0x0F) * 4
     total = ((w0 >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.int64)

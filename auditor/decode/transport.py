@@ -44,7 +44,7 @@ def decode_transport(st: DecodeState) -> None:
     ok = l4 + 4 <= end_of_ip[rows]
     st.skip(rows[~ok], "truncated-transport")
     rows, l4 = rows[ok], l4[ok]
-    ports = v.u32_at(v.at(rows, l4))  # source and destination port in one read
+    ports = v.u32(rows, l4)  # source and destination port in one read
     st.sport[rows] = (ports >> 16).astype(np.uint16)
     st.dport[rows] = (ports & 0xFFFF).astype(np.uint16)
     st.has_ports[rows] = True
@@ -54,7 +54,7 @@ def decode_transport(st: DecodeState) -> None:
         l4 = st.l4_off[tcp]
         has_flags = l4 + 14 <= end_of_ip[tcp]
         # data offset (high nibble of byte 12) and flags (byte 13) in one read (RFC 9293 §3.1)
-        word = v.u16_at(v.at(tcp, l4 + 12))
+        word = v.u16(tcp, l4 + 12)
         st.tcp_flags[tcp] = np.where(has_flags, word & 0xFF, 0).astype(np.uint8)
         data_off = np.where(has_flags, (word >> 12).astype(np.int64) * 4, 0)
         start = l4 + data_off
