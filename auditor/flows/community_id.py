@@ -149,31 +149,37 @@ def flow_tuple(
     # taken so callers pass the same columns here and to community_ids, and to check lengths.
     _check_lengths(np.asarray(version), proto_, s_hi_, s_lo_, d_hi_, d_lo_, sport_, dport_)
 
-    has_ports = _HAS_PORTS[proto_]
     is_icmp = proto_ == PROTO_ICMP
     is_icmpv6 = proto_ == PROTO_ICMPV6
-    # ICMP types are 8 bits; a larger value cannot be in TYPE_MAPPER, so it has no counterpart.
-    icmp_type = np.where(sport_ < 256, sport_, 255)
-    counterpart = np.where(
-        is_icmp,
-        _ICMP_COUNTERPART[icmp_type],
-        np.where(is_icmpv6, _ICMPV6_COUNTERPART[icmp_type], -1),
-    )
-    counterpart = np.where(sport_ < 256, counterpart, -1)
     any_icmp = is_icmp | is_icmpv6
-    two_way_icmp = any_icmp & (counterpart >= 0)
-    # communityid icmp.py get_port_equivalents: (type, counterpart) or, one-way, (type, code).
-    one_way = any_icmp & ~two_way_icmp
-
-    p_src = np.where(has_ports, sport_, 0)
-    p_dst = np.where(two_way_icmp, counterpart, np.where(has_ports, dport_, 0))
+    has_ports = _HAS_PORTS[proto_]
+    if not any_icmp.any():  # the common batch: no ICMP, often every packet TCP/UDP
+        one_way = None
+        p_src = sport_ if has_ports.all() else np.where(has_ports, sport_, 0)
+        p_dst = dport_ if has_ports.all() else np.where(has_ports, dport_, 0)
+    else:
+        # ICMP types are 8 bits; a larger value cannot be in TYPE_MAPPER, so it has no counterpart.
+        icmp_type = np.where(sport_ < 256, sport_, 255)
+        counterpart = np.where(
+            is_icmp,
+            _ICMP_COUNTERPART[icmp_type],
+            np.where(is_icmpv6, _ICMPV6_COUNTERPART[icmp_type], -1),
+        )
+        counterpart = np.where(sport_ < 256, counterpart, -1)
+        two_way_icmp = any_icmp & (counterpart >= 0)
+        # communityid icmp.py get_port_equivalents: (type, counterpart) or, one-way, (type, code).
+        one_way = any_icmp & ~two_way_icmp
+        p_src = np.where(has_ports, sport_, 0)
+        p_dst = np.where(two_way_icmp, counterpart, np.where(has_ports, dport_, 0))
 
     src_less = (s_hi_ < d_hi_) | ((s_hi_ == d_hi_) & (s_lo_ < d_lo_))
     same_addr = (s_hi_ == d_hi_) & (s_lo_ == d_lo_)
     # algo.py is_ordered(): one-way, or saddr < daddr, or equal addresses and sport < dport.
     # We also keep order when both endpoints are identical (sport == dport): the reference flips
     # them, which changes nothing in the tuple, but "swapped" should not claim a reversal.
-    keep = one_way | src_less | (same_addr & (p_src <= p_dst))
+    keep = src_less | (same_addr & (p_src <= p_dst))
+    if one_way is not None:
+        keep |= one_way
     swap = ~keep
 
     return FlowTuple(
