@@ -23,6 +23,7 @@ from auditor.output.background import BackgroundSink
 from auditor.output.ecs import flow_documents
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.pipeline import RunStats, analyze_files
+from auditor.runtime import bound_heap_growth
 
 app = typer.Typer(
     name="auditor",
@@ -98,6 +99,7 @@ def analyze(
 def _analyze(
     captures: list[Path], out: Path, config: Path | None, local_net: list[str] | None, quiet: bool
 ) -> RunStats:
+    bound_heap_growth()
     settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
     try:
         out.mkdir(parents=True, exist_ok=True)
