@@ -14,7 +14,8 @@ import numpy as np
 
 from auditor import __version__
 from auditor.capture.files import open_capture
-from auditor.capture.types import DEFAULT_BATCH_FRAMES
+from auditor.capture.prefetch import PrefetchSource
+from auditor.capture.types import DEFAULT_BATCH_FRAMES, PacketSource
 from auditor.config import Settings
 from auditor.decode import decode
 from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2
@@ -139,11 +140,13 @@ def analyze_files(
     payloads: PayloadRegistry | None = None,
     reporter: Reporter | None = None,
     batch_frames: int = DEFAULT_BATCH_FRAMES,
+    prefetch: bool = True,
 ) -> RunStats:
     """Read the capture files in order through one flow table; hand finished flows to `sink`.
 
     Files share the table, so a flow that spans two consecutive files of a rotated capture stays
     one flow. A file that cannot be read is recorded in the stats and the next one still runs.
+    With `prefetch`, each file is read by a forked child process (capture.prefetch).
     """
     reporter = reporter or SilentReporter()
     stats = RunStats()
@@ -168,7 +171,9 @@ def analyze_files(
         except OSError:
             size = None
         try:
-            source = open_capture(name)
+            source: PacketSource = open_capture(name)
+            if prefetch:  # read in a child process, beside the packet work (one core each)
+                source = PrefetchSource(source, batch_frames)
         except CaptureError as exc:
             fstats.error = str(exc)
             continue
