@@ -20,7 +20,7 @@ from auditor.errors import AuditorError, OutputError
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.types import FlowRecords
 from auditor.output.background import BackgroundSink
-from auditor.output.ecs import flow_documents
+from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.pipeline import RunStats, analyze_files
 from auditor.runtime import bound_heap_growth
@@ -110,7 +110,7 @@ def _analyze(
         writer = JsonLinesWriter(flows_file)
 
         def write_flows(records: FlowRecords) -> None:
-            writer.write(flow_documents(with_community_ids(records)))
+            writer.write_lines(flow_json_lines(with_community_ids(records)))
 
         # Formatting JSON runs in a forked child, beside the packet engine (before any thread starts).
         sink = BackgroundSink(write_flows, on_close=writer.close)

@@ -32,8 +32,11 @@ def ip_texts(version: NDArray[np.uint8], hi: NDArray[np.uint64], lo: NDArray[np.
 def _ip_text(version: int, hi: int, lo: int) -> str:
     if version == 4:
         return socket.inet_ntop(socket.AF_INET, lo.to_bytes(4, "big"))
-    # not inet_ntop: glibc writes ::10.0.0.1 for IPv4-compatible addresses; RFC 5952 says ::a00:1
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
+    if hi == 0 and lo >> 32 == 0:
+        # glibc's inet_ntop writes ::10.0.0.1 for the deprecated IPv4-compatible range; RFC 5952
+        # text is ::a00:1 (IPv4-mapped ::ffff:10.0.0.1 keeps its dotted tail, as RFC 5952 §5 says)
+        return str(ipaddress.IPv6Address(lo))
+    return socket.inet_ntop(socket.AF_INET6, ((hi << 64) | lo).to_bytes(16, "big"))
 
 
 def mac_texts(macs: NDArray[np.uint64]) -> list[str | None]:

@@ -24,6 +24,13 @@ class JsonLinesWriter:
         self.written += len(lines)
         return len(lines)
 
+    def write_lines(self, lines: list[bytes]) -> int:
+        """Write lines that are already JSON (no newline); return how many were written."""
+        if lines:
+            self._stream.write(b"\n".join(lines) + b"\n")
+        self.written += len(lines)
+        return len(lines)
+
     def close(self) -> None:
         """Flush the stream (the caller owns and closes it)."""
         self._stream.flush()

@@ -4,9 +4,12 @@ import io
 
 import numpy as np
 import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from auditor.flows.types import DIRECTION_OUTBOUND, END_TCP_CLOSE, FlowRecords
-from auditor.output.ecs import flow_documents, tcp_flag_text
+from auditor.flows.types import DIRECTION_OUTBOUND, END_REASONS, END_TCP_CLOSE, FlowRecords
+from auditor.output.ecs import flow_documents, flow_json_lines, tcp_flag_text
 from auditor.output.jsonl import JsonLinesWriter
 
 NO_VLAN = 0xFFFF
@@ -91,3 +94,65 @@ def test_jsonl_writer_writes_one_line_per_document() -> None:
     assert len(lines) == 1
     assert orjson.loads(lines[0])["network"]["community_id"] == "1:abc="
     assert writer.written == 1
+
+
+def _random_records(draw: st.DrawFn) -> FlowRecords:
+    n = draw(st.integers(1, 8))
+    u64 = st.integers(0, 2**64 - 1)
+    version = draw(st.lists(st.sampled_from([4, 6]), min_size=n, max_size=n))
+    lo = [draw(st.integers(0, 2**32 - 1)) if v == 4 else draw(u64) for v in version]
+    hi = [0 if v == 4 else draw(u64) for v in version]
+    lo2 = [draw(st.integers(0, 2**32 - 1)) if v == 4 else draw(u64) for v in version]
+    hi2 = [0 if v == 4 else draw(u64) for v in version]
+
+    def col(strategy: st.SearchStrategy[int], dtype: type) -> np.ndarray:  # type: ignore[type-arg]
+        return np.array(draw(st.lists(strategy, min_size=n, max_size=n)), dtype=dtype)
+
+    first = col(st.integers(0, 2**62), np.int64)
+    return FlowRecords(
+        flow_id=col(st.integers(1, 2**40), np.uint64),
+        ip_version=np.array(version, dtype=np.uint8),
+        ip_proto=col(st.sampled_from([1, 6, 17, 47, 58, 132, 200]), np.uint8),
+        src_hi=np.array(hi, dtype=np.uint64),
+        src_lo=np.array(lo, dtype=np.uint64),
+        dst_hi=np.array(hi2, dtype=np.uint64),
+        dst_lo=np.array(lo2, dtype=np.uint64),
+        src_port=col(st.integers(0, 65535), np.uint16),
+        dst_port=col(st.integers(0, 65535), np.uint16),
+        vlan_outer=col(st.sampled_from([0, 20, 4095, NO_VLAN]), np.uint16),
+        vlan_inner=col(st.sampled_from([0, 7, NO_VLAN]), np.uint16),
+        src_mac=col(st.sampled_from([0, 1, 0x4CBD8F112233, 2**48 - 1]), np.uint64),
+        dst_mac=col(st.sampled_from([0, 0x00005E000101]), np.uint64),
+        src_packets=col(st.integers(0, 2**40), np.uint64),
+        dst_packets=col(st.integers(0, 2**40), np.uint64),
+        src_bytes=col(st.integers(0, 2**50), np.uint64),
+        dst_bytes=col(st.integers(0, 2**50), np.uint64),
+        src_tcp_flags=col(st.integers(0, 255), np.uint8),
+        dst_tcp_flags=col(st.integers(0, 255), np.uint8),
+        first_ns=first,
+        last_ns=first + col(st.integers(0, 10**12), np.int64),
+        end_reason=col(st.integers(0, len(END_REASONS) - 1), np.uint8),
+        direction=col(st.integers(0, 3), np.uint8),
+        community_id=[f"1:{i}abc+/=" for i in range(n)],
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.sampled_from([None, {"hostname": "sensor-1", "type": "sensor"}]))
+def test_flow_json_lines_equal_orjson_of_flow_documents(data: st.DataObject, observer: dict | None) -> None:
+    records = data.draw(st.composite(_random_records)())
+    want = [orjson.dumps(doc) for doc in flow_documents(records, observer)]
+    assert flow_json_lines(records, observer) == want
+
+
+def test_flow_json_lines_need_community_ids() -> None:
+    with pytest.raises(ValueError, match="Community IDs"):
+        flow_json_lines(_records(community_id=None))
+
+
+def test_jsonl_writer_writes_ready_lines() -> None:
+    stream = io.BytesIO()
+    writer = JsonLinesWriter(stream)
+    assert writer.write_lines([b'{"a":1}', b'{"b":2}']) == 2
+    assert writer.write_lines([]) == 0
+    assert stream.getvalue() == b'{"a":1}\n{"b":2}\n'

@@ -27,3 +27,10 @@ def test_mac_texts_uses_rfc7042_form_and_none_for_absent() -> None:
 def test_iso_times_are_utc_with_microseconds() -> None:
     ts = np.array([1_793_610_000_123_456_789, 0], dtype=np.int64)
     assert iso_times(ts) == ["2026-11-02T09:00:00.123456Z", "1970-01-01T00:00:00.000000Z"]
+
+
+def test_ip_texts_follow_rfc5952() -> None:
+    version = np.array([6, 6, 6, 6], dtype=np.uint8)
+    hi = np.array([0, 0, 0x20010DB800000000, 0xFE80000000000000], dtype=np.uint64)
+    lo = np.array([1, 0xFFFF0A000001, 0x0000000000000001, 0x021122FFFE334455], dtype=np.uint64)
+    assert ip_texts(version, hi, lo) == ["::1", "::ffff:10.0.0.1", "2001:db8::1", "fe80::211:22ff:fe33:4455"]
