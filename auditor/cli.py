@@ -11,8 +11,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from auditor import __version__
 from auditor.config import load_settings
@@ -52,7 +50,7 @@ def main(
 class _ProgressReporter:
     """Shows a rich progress bar per capture file on stderr."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Any) -> None:  # a rich.progress.Progress
         self._progress = progress
         self._task: Any = None
 
@@ -116,6 +114,8 @@ def _analyze(
         sink = BackgroundSink(write_flows, on_close=writer.close)
         try:
             if not quiet and sys.stderr.isatty():
+                from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
                 columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
                 with Progress(*columns, console=err_console, transient=True) as progress:
                     stats = analyze_files(captures, settings, sink, reporter=_ProgressReporter(progress))
@@ -137,6 +137,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _print_summary(stats: RunStats, out: Path) -> None:
+    from rich.table import Table  # imported here: runs under systemd or in pipes never need it
+
     console = Console(stderr=False, highlight=False)
     table = Table(title="span-auditor: analyze", show_header=True, header_style="bold")
     table.add_column("file")
