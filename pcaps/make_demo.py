@@ -47,7 +47,7 @@ class Host:
     ttl: int = 64
 
 
-# Real OUIs (see /work/shared/research/vendor_ouis_full.csv); the host part is made up.
+# Real OUIs (see ../shared/research/vendor_ouis_full.csv); the host part is made up.
 GATEWAY = Host("gateway", "00:0c:42:1a:2b:01", "192.168.10.1", ip6="fd00:10::1")  # MikroTik: DNS, DHCP, NTP
 VMS = Host("vms", "00:14:22:0a:00:05", "192.168.10.5", ip6="fe80::214:22ff:fe0a:5")  # Dell server
 HIKVISION_CAM = Host("hikvision-cam", "4c:bd:8f:21:10:21", "192.168.10.21")
