@@ -59,6 +59,7 @@ class _ProgressReporter:
 
     def advanced(self, bytes_read: int) -> None:
         self._progress.update(self._task, completed=bytes_read)
+        self._progress.refresh()  # refreshed from here: no refresh thread while readers fork
 
     def file_finished(self, name: str) -> None:
         task = self._progress.tasks[-1]
@@ -110,14 +111,15 @@ def _analyze(
         def write_flows(records: FlowRecords) -> None:
             writer.write_lines(flow_json_lines(with_community_ids(records)))
 
-        # Formatting JSON runs in a forked child, beside the packet engine (before any thread starts).
+        # Formatting JSON runs in a forked child, beside the packet engine. Nothing here starts a
+        # thread (the progress bar is refreshed by hand), so forking stays safe.
         sink = BackgroundSink(write_flows, on_close=writer.close)
         try:
             if not quiet and sys.stderr.isatty():
                 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
                 columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-                with Progress(*columns, console=err_console, transient=True) as progress:
+                with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
                     stats = analyze_files(captures, settings, sink, reporter=_ProgressReporter(progress))
             else:
                 stats = analyze_files(captures, settings, sink)

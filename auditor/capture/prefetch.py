@@ -43,15 +43,18 @@ class PrefetchSource:
     def __init__(self, source: PacketSource, max_frames: int = DEFAULT_BATCH_FRAMES) -> None:
         self.name = source.name
         self.stats = SourceStats()
+        max_frames = max(int(max_frames), 1)  # as the readers do
         self._max_frames = max_frames
-        self._slot_bytes = SLOT_DATA_BYTES + _COLUMN_BYTES_PER_FRAME * max_frames
+        self._data_bytes = SLOT_DATA_BYTES  # fixed now: parent and child must agree on the layout
+        self._slot_bytes = self._data_bytes + _COLUMN_BYTES_PER_FRAME * max_frames
         self._ring = mmap.mmap(-1, SLOTS * self._slot_bytes)  # anonymous MAP_SHARED: seen by both sides
         ctx = multiprocessing.get_context("fork")
         self._from_child, child_send = ctx.Pipe(duplex=False)
         child_recv, self._to_child = ctx.Pipe(duplex=False)
         self._child = ctx.Process(
             target=_child_main,
-            args=(source, self._ring, self._slot_bytes, max_frames, child_send, child_recv),
+            args=(source, self._ring, self._slot_bytes, self._data_bytes, max_frames, child_send, child_recv,
+                  (self._from_child, self._to_child)),
             daemon=True,
         )
         self._child.start()
@@ -59,7 +62,7 @@ class PrefetchSource:
         child_recv.close()
         source.close()  # the parent's copy: the child reads through its own inherited descriptor
         self._started = False
-        self._done = False
+        self._ended = False
 
     def __enter__(self) -> PrefetchSource:
         return self
@@ -75,41 +78,39 @@ class PrefetchSource:
             return
         self._started = True
         pending: int | None = None
-        try:
-            while True:
-                if pending is not None:
-                    # the child may already have sent "end" and gone: then nobody needs the slot
-                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                        self._to_child.send(pending)
-                    pending = None
-                try:
-                    msg = self._from_child.recv()
-                except EOFError:
-                    raise CaptureError(f"{self.name}: reader process ended unexpectedly") from None
-                kind = msg[0]
-                if kind == "batch":
-                    _, slot, n, data_len, first_frame, stats = msg
-                    self._update(stats)
-                    yield self._batch(slot, n, data_len, first_frame)
-                    pending = slot
-                elif kind == "large":  # a batch too big for a slot came pickled
-                    _, batch, stats = msg
-                    self._update(stats)
-                    yield batch
-                elif kind == "end":
-                    self._update(msg[1])
-                    return
-                else:
-                    _, message, is_capture_error = msg
-                    if is_capture_error:
-                        raise CaptureError(message)
-                    raise RuntimeError(f"capture reader process failed:\n{message}")
-        finally:
-            self._done = True
+        while True:
+            if pending is not None:
+                # the child may already have sent "end" and gone: then nobody needs the slot
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._to_child.send(pending)
+                pending = None
+            try:
+                msg = self._from_child.recv()
+            except EOFError:
+                raise CaptureError(f"{self.name}: reader process ended unexpectedly") from None
+            kind = msg[0]
+            if kind == "batch":
+                _, slot, n, data_len, first_frame, stats = msg
+                self._update(stats)
+                yield self._batch(slot, n, data_len, first_frame)
+                pending = slot
+            elif kind == "large":  # a batch too big for a slot came pickled
+                _, batch, stats = msg
+                self._update(stats)
+                yield batch
+            elif kind == "end":
+                self._update(msg[1])
+                self._ended = True
+                return
+            else:
+                _, message, is_capture_error = msg
+                if is_capture_error:
+                    raise CaptureError(message)
+                raise RuntimeError(f"capture reader process failed:\n{message}")
 
     def _batch(self, slot: int, n: int, data_len: int, first_frame: int) -> Batch:
         buf = np.frombuffer(self._ring, dtype=np.uint8, count=self._slot_bytes, offset=slot * self._slot_bytes)
-        columns = buf[SLOT_DATA_BYTES:]
+        columns = buf[self._data_bytes :]
         pos = 0
 
         def column(dtype: type, size: int) -> np.ndarray:  # type: ignore[type-arg]
@@ -135,6 +136,8 @@ class PrefetchSource:
 
     def close(self) -> None:
         """Stop the child (if the batches were not all read) and release the shared slots."""
+        if self._ended:
+            self._child.join(timeout=1.0)  # it sent "end" and is exiting by itself
         if self._child.is_alive():
             self._child.terminate()
         self._child.join()
@@ -156,8 +159,19 @@ def _yield_cpu() -> None:
 
 
 def _child_main(
-    source: PacketSource, ring: mmap.mmap, slot_bytes: int, max_frames: int, send: Any, recv: Any
+    source: PacketSource,
+    ring: mmap.mmap,
+    slot_bytes: int,
+    data_bytes: int,
+    max_frames: int,
+    send: Any,
+    recv: Any,
+    parents: tuple[Any, ...],
 ) -> None:
+    # Close the parent's pipe ends inherited through fork: otherwise, if the parent dies, this
+    # child never sees end-of-file and waits forever.
+    for conn in parents:
+        conn.close()
     _yield_cpu()
     try:
         free = list(range(SLOTS))
@@ -166,7 +180,7 @@ def _child_main(
             n = len(batch)
             start = int(batch.offset.min()) if n else 0
             end = int((batch.offset + batch.caplen).max()) if n else 0
-            if end - start > SLOT_DATA_BYTES:
+            if end - start > data_bytes or n > max_frames:  # does not fit a slot: send it pickled
                 frames = batch.data[start:end].copy()
                 moved = Batch(batch.ts_ns, batch.caplen, batch.wirelen, batch.offset - start, batch.linktype,
                               frames, batch.first_frame)
@@ -178,7 +192,7 @@ def _child_main(
             base = slot * slot_bytes
             dst = buf[base : base + slot_bytes]
             dst[: end - start] = batch.data[start:end]
-            cols = dst[SLOT_DATA_BYTES:]
+            cols = dst[data_bytes:]
             pos = 0
             for values, dtype, size in (
                 (batch.ts_ns, np.int64, 8),

@@ -32,40 +32,53 @@ class BackgroundSink(Generic[T]):
         self._recv, self._send = ctx.Pipe(duplex=False)
         self._errors_recv, errors_send = ctx.Pipe(duplex=False)
         self._child = ctx.Process(
-            target=_child_main, args=(sink, on_close, self._recv, errors_send), daemon=True
+            target=_child_main,
+            args=(sink, on_close, self._recv, errors_send, (self._send, self._errors_recv)),
+            daemon=True,
         )
         self._child.start()
         self._recv.close()
         errors_send.close()
         _widen_pipe(self._send.fileno())
         self._closed = False
+        self._error: str | None = None
 
     def __call__(self, item: T) -> None:
+        if self._closed:
+            raise OutputError(f"output writer already closed{': ' + self._error if self._error else ''}")
         try:
             self._send.send(item)
         except (BrokenPipeError, ConnectionResetError) as exc:
-            self._closed = True
-            raise OutputError(f"output writer stopped: {self._child_error() or exc}") from exc
+            self._stop_sending()
+            raise OutputError(f"output writer stopped: {self._child_error(wait=True) or exc}") from exc
 
     def close(self) -> None:
-        """Finish writing: wait for the child; raise OutputError if it failed."""
+        """Finish writing: wait for the child; raise OutputError if it failed (again on each call)."""
         if not self._closed:
-            self._closed = True
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
                 self._send.send(_DONE)
-            self._send.close()
+            self._stop_sending()
+        # read the child's report before joining: a report larger than the pipe would block it
+        error = self._child_error(wait=True)
         self._child.join()
-        error = self._child_error()
         if error or self._child.exitcode != 0:
             raise OutputError(f"output writer failed: {error or f'exit code {self._child.exitcode}'}")
 
-    def _child_error(self) -> str | None:
-        if self._errors_recv.poll():
+    def _stop_sending(self) -> None:
+        self._closed = True
+        self._send.close()
+
+    def _child_error(self, wait: bool = False) -> str | None:
+        """Return the child's error report (kept once read); with `wait`, until the child says or ends."""
+        if self._error is None and not self._errors_recv.closed and (wait or self._errors_recv.poll()):
             try:
-                return str(self._errors_recv.recv())
-            except EOFError:
-                return None
-        return None
+                self._error = str(self._errors_recv.recv())
+            except (EOFError, OSError):  # the child ended without a report: it succeeded or was killed
+                self._errors_recv.close()
+        return self._error
+
+
+MAX_REPORT_CHARS = 8192
 
 
 F_SETPIPE_SZ = 1031  # fcntl.h (Linux): resize a pipe's kernel buffer
@@ -90,7 +103,13 @@ def _yield_cpu() -> None:
         os.nice(CHILD_NICENESS)
 
 
-def _child_main(sink: Callable[[Any], None], on_close: Callable[[], None] | None, recv: Any, errors: Any) -> None:
+def _child_main(
+    sink: Callable[[Any], None], on_close: Callable[[], None] | None, recv: Any, errors: Any, parents: tuple[Any, ...]
+) -> None:
+    # Close the parent's pipe ends inherited through fork: otherwise, if the parent dies, this
+    # child never sees end-of-file and waits forever.
+    for conn in parents:
+        conn.close()
     _yield_cpu()
     try:
         while True:
@@ -101,7 +120,10 @@ def _child_main(sink: Callable[[Any], None], on_close: Callable[[], None] | None
         if on_close is not None:
             on_close()
     except BaseException as exc:  # report any failure to the parent, which turns it into OutputError
-        errors.send(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        report = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+        if len(report) > MAX_REPORT_CHARS:  # keep it well inside a pipe buffer
+            report = report[: MAX_REPORT_CHARS // 2] + "\n[...]\n" + report[-MAX_REPORT_CHARS // 2 :]
+        errors.send(report)
         errors.close()
         os._exit(1)
     errors.close()
