@@ -48,6 +48,10 @@ class ChunkStream:
         self.closed = False
         self.early_end: str | None = None
         """Why a compressed stream ended before its end marker (gzip truncation or corruption)."""
+        self.recycle = False
+        """Reuse chunk buffers (two in turn) instead of allocating: only for a consumer that keeps
+        no Batch once it asks for the next chunk's (the prefetch child copies each batch away)."""
+        self._pool: list[Bytes] = []
         self._stream = stream
         self._chunk_bytes = max(int(chunk_bytes), 64)
         self._closers = tuple(closers)
@@ -76,13 +80,24 @@ class ChunkStream:
         return buf[:filled].tobytes()
 
     def start(self, carry: Bytes, need: int = 0) -> Bytes:
-        """Return a fresh buffer for the next chunk, holding `carry` at its start.
+        """Return a buffer for the next chunk (fresh unless `recycle`), holding `carry` at its start.
 
         Its capacity is a chunk beyond the carry, or `need` bytes if that is more (a record larger
         than a chunk). Fill it with read_piece().
         """
         kept = int(carry.shape[0])
-        buf = np.empty(max(kept + self._chunk_bytes, need), dtype=np.uint8)
+        size = max(kept + self._chunk_bytes, need)
+        buf = None
+        if self.recycle:
+            # two buffers in turn: the newest one still holds `carry`, the other is free again
+            for old in self._pool:
+                if old.shape[0] >= size and not np.may_share_memory(old, carry):
+                    buf = old[:size]  # same capacity as a fresh buffer: same chunks, same batches
+                    break
+        if buf is None:
+            buf = np.empty(size, dtype=np.uint8)
+            if self.recycle:
+                self._pool = [*self._pool[-1:], buf]
         buf[:kept] = carry
         return buf
 

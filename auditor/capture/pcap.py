@@ -131,6 +131,10 @@ class PcapSource:
     ) -> None:
         self.close()
 
+    def reuse_buffers(self) -> None:
+        """Promise that no Batch is kept once the next one is asked for, so chunk buffers can be reused."""
+        self._chunks.recycle = True
+
     def close(self) -> None:
         """Close the file; batches() yields nothing more."""
         self._chunks.close()

@@ -173,6 +173,9 @@ def _child_main(
     for conn in parents:
         conn.close()
     _yield_cpu()
+    reuse = getattr(source, "reuse_buffers", None)
+    if reuse is not None:  # every batch is copied into a slot before the next is read
+        reuse()
     try:
         free = list(range(SLOTS))
         buf = np.frombuffer(ring, dtype=np.uint8)
