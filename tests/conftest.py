@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from auditor.config import Settings
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.types import FlowRecords
 from auditor.pipeline import RunStats, analyze_files
+
+# Hypothesis: a quick default for every run; HYPOTHESIS_PROFILE=fuzz for a long hunt. Tests that
+# set max_examples themselves keep their own count.
+settings.register_profile("default", deadline=None)
+settings.register_profile("fuzz", deadline=None, max_examples=5_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "pcaps" / "real"

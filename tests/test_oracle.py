@@ -26,7 +26,7 @@ FIELDS = (
     "ipv6.src", "ipv6.dst", "ipv6.fraghdr.ident", "ipv6.fraghdr.nxt", "ipv6.fraghdr.offset",
 )
 
-pytestmark = [pytest.mark.oracle, pytest.mark.corpus]
+pytestmark = pytest.mark.oracle
 
 
 def _tshark_totals(tshark: str, path: Path) -> tuple[Counter[str], Counter[str]]:
@@ -75,7 +75,10 @@ def _portless_id(src: str, dst: str, proto: int) -> str:
     return str(cid.calc(communityid.FlowTuple(proto, src, dst)))
 
 
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+DEMO = Path(__file__).resolve().parents[1] / "pcaps" / "demo-site.pcap"
+
+
+@pytest.mark.parametrize("path", [DEMO, *corpus_files()], ids=lambda p: p.name)
 def test_community_ids_and_totals_equal_tshark(path: Path, tshark: str) -> None:
     flows, _ = run_engine([path])
     packets: Counter[str] = Counter()

@@ -1,0 +1,109 @@
+"""End to end on the shipped demo capture: `auditor analyze` finds exactly the flows pcaps/README.md lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from auditor.cli import app
+
+DEMO = Path(__file__).resolve().parents[1] / "pcaps" / "demo-site.pcap"
+
+# (transport, source ip, port, destination ip, port, packets each way, direction, vlan, source MAC, end)
+EXPECTED = {
+    ("tcp", "192.168.10.5", 50554, "192.168.10.21", 554, 21, 20, "internal", None, "00-14-22-0A-00-05", "tcp-close"),
+    ("tcp", "192.168.10.30", 41234, "203.0.113.50", 443, 7, 4, "outbound", None, "3C-EF-8C-30-10-30", "tcp-close"),
+    ("tcp", "192.168.10.100", 51001, "198.51.100.10", 443, 7, 4, "outbound", None, "00-1B-21-3A-4B-5C", "tcp-close"),
+    ("tcp", "192.168.10.5", 50880, "192.168.10.22", 80, 4, 4, "internal", None, "00-14-22-0A-00-05", "tcp-close"),
+    ("udp", "192.168.10.21", 123, "192.168.10.1", 123, 1, 1, "internal", None, "4C-BD-8F-21-10-21", "end-of-capture"),
+    ("udp", "192.168.10.100", 51000, "192.168.10.1", 53, 1, 1, "internal", None, "00-1B-21-3A-4B-5C", "end-of-capture"),
+    ("udp", "192.168.10.1", 67, "192.168.10.22", 68, 2, 0, "internal", None, "00-0C-42-1A-2B-01", "end-of-capture"),
+    ("udp", "0.0.0.0", 68, "255.255.255.255", 67, 2, 0, "internal", None, "AC-CC-8E-4A-1B-2C", "end-of-capture"),
+    (
+        "udp",
+        "fe80::aecc:8eff:fe4a:1b2c",
+        5353,
+        "ff02::fb",
+        5353,
+        1,
+        0,
+        "internal",
+        None,
+        "AC-CC-8E-4A-1B-2C",
+        "end-of-capture",
+    ),
+    (
+        "udp",
+        "192.168.10.40",
+        49320,
+        "198.51.100.77",
+        31007,
+        3,
+        3,
+        "outbound",
+        None,
+        "58-8F-CF-40-10-40",
+        "end-of-capture",
+    ),
+    ("udp", "192.168.10.30", 40123, "192.168.10.1", 53, 1, 1, "internal", None, "3C-EF-8C-30-10-30", "end-of-capture"),
+    (
+        "udp",
+        "fe80::214:22ff:fe0a:5",
+        5353,
+        "ff02::fb",
+        5353,
+        1,
+        0,
+        "internal",
+        None,
+        "00-14-22-0A-00-05",
+        "end-of-capture",
+    ),
+    ("udp", "192.168.20.15", 40514, "192.168.20.2", 514, 3, 0, "internal", "20", "C0-9B-F4-B1-02-15", "end-of-capture"),
+    (
+        "ipv6-icmp",
+        "fd00:10::100",
+        None,
+        "fd00:10::1",
+        None,
+        2,
+        2,
+        "internal",
+        None,
+        "00-1B-21-3A-4B-5C",
+        "end-of-capture",
+    ),
+}
+
+
+def test_demo_capture_gives_the_documented_flows(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["analyze", str(DEMO), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    got = set()
+    for line in (out / "flows.jsonl").read_bytes().splitlines():
+        doc = orjson.loads(line)
+        src, dst, net = doc["source"], doc["destination"], doc["network"]
+        got.add(
+            (
+                net["transport"],
+                src["ip"],
+                src.get("port"),
+                dst["ip"],
+                dst.get("port"),
+                src["packets"],
+                dst["packets"],
+                net["direction"],
+                net.get("vlan", {}).get("id"),
+                src.get("mac"),
+                doc["auditor"]["end_reason"],
+            )
+        )
+        assert net["packets"] == src["packets"] + dst["packets"]
+        assert net["community_id"].startswith("1:")
+    assert got == EXPECTED
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (103, 96, 7, 14)
+    assert summary["skipped"] == {}
