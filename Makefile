@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := pcaps/demo-site.pcap
 
-.PHONY: demo test test-quick lint bench clean
+.PHONY: demo test test-quick lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test-quick: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check auditor tests bench pcaps
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict auditor
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -17,10 +17,10 @@ class FlowSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    udp_idle_timeout_s: float = Field(120.0, gt=0, description="non-TCP flows end after this idle time")
-    tcp_idle_timeout_s: float = Field(3600.0, gt=0, description="TCP flows end after this idle time")
-    tcp_close_linger_s: float = Field(5.0, ge=0, description="a closed TCP flow ends once quiet this long")
-    max_flows: int = Field(1_000_000, ge=1, description="active flows kept before the oldest are ended")
+    udp_idle_timeout_s: float = Field(default=120.0, gt=0, description="non-TCP flows end after this idle time")
+    tcp_idle_timeout_s: float = Field(default=3600.0, gt=0, description="TCP flows end after this idle time")
+    tcp_close_linger_s: float = Field(default=5.0, ge=0, description="a closed TCP flow ends once quiet this long")
+    max_flows: int = Field(default=1_000_000, ge=1, description="active flows kept before the oldest are ended")
 
 
 class Settings(BaseModel):
@@ -29,7 +29,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     local_networks: tuple[str, ...] = Field(
-        DEFAULT_LOCAL_NETWORKS, description="CIDRs that count as this site (multicast/broadcast always do)"
+        default=DEFAULT_LOCAL_NETWORKS, description="CIDRs that count as this site (multicast/broadcast always do)"
     )
     flows: FlowSettings = FlowSettings()
 

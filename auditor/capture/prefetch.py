@@ -21,9 +21,10 @@ import os
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from auditor.capture.types import DEFAULT_BATCH_FRAMES, Batch, PacketSource, SourceStats
 from auditor.errors import CaptureError
@@ -35,6 +36,8 @@ SLOTS = 3
 SLOT_DATA_BYTES = 20 << 20
 """Frame bytes per slot: a 16 MiB chunk plus room for records that straddle it."""
 _COLUMN_BYTES_PER_FRAME = 8 + 4 + 4 + 8 + 2  # ts_ns, caplen, wirelen, offset, linktype
+
+_ScalarT = TypeVar("_ScalarT", bound=np.generic)
 
 
 class PrefetchSource:
@@ -113,7 +116,7 @@ class PrefetchSource:
         columns = buf[self._data_bytes :]
         pos = 0
 
-        def column(dtype: type, size: int) -> np.ndarray:  # type: ignore[type-arg]
+        def column(dtype: type[_ScalarT], size: int) -> NDArray[_ScalarT]:
             nonlocal pos
             arr = columns[pos : pos + size * n].view(dtype)
             pos += size * self._max_frames

@@ -47,7 +47,10 @@ class DecodeState:
     @classmethod
     def empty(cls, view: FrameView, n: int) -> DecodeState:
         """Return columns for n frames, all zero / absent."""
-        u64 = lambda: np.zeros(n, dtype=np.uint64)  # noqa: E731
+
+        def u64() -> NDArray[np.uint64]:
+            return np.zeros(n, dtype=np.uint64)
+
         return cls(
             view=view,
             kind=np.full(n, KIND_SKIPPED, dtype=np.uint8),
@@ -86,7 +89,8 @@ class DecodeState:
 
     def live(self, rows: IntArray) -> IntArray:
         """Return the rows not skipped so far."""
-        return rows[self.skip_reason[rows] == 0]
+        keep: NDArray[np.bool_] = self.skip_reason[rows] == 0  # ndarray.__eq__ is typed as returning Any
+        return rows[keep]
 
     def reject(self, rows: IntArray, *checks: tuple[NDArray[np.bool_], str]) -> IntArray:
         """Skip each row for the first check it fails (checks are (failed mask, reason)); return the rest."""

@@ -47,7 +47,9 @@ class FrameView:
         pos_arr = np.asarray(pos, dtype=np.int64)
         inside = pos_arr + width <= PREFIX
         if inside.all():
-            return self._prefix[width][rows * PREFIX + pos_arr]
+            # int64 * int + int64 is typed signedinteger[Any]; indexing with it is typed Any
+            got: NDArray[np.generic] = self._prefix[width][rows * PREFIX + pos_arr]
+            return got
         out = self._prefix[width][rows * PREFIX + np.where(inside, pos_arr, 0)]
         far = ~np.broadcast_to(inside, rows.shape)
         far_pos = np.broadcast_to(pos_arr, rows.shape)[far]

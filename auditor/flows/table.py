@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 _BIG = np.iinfo(np.int64).max
+
+_ScalarT = TypeVar("_ScalarT", bound=np.generic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,8 @@ class FlowTable:
     def __init__(self, options: FlowOptions | None = None, capacity: int = 4096) -> None:
         self.options = options or FlowOptions()
         self._cap = capacity
-        self._col = {name: np.zeros(capacity, dtype=dt) for name, dt in _COLUMNS.items()}
+        # one array per column, each of its own dtype (_COLUMNS)
+        self._col: dict[str, NDArray[Any]] = {name: np.zeros(capacity, dtype=dt) for name, dt in _COLUMNS.items()}
         self._high = 0  # slots [0, _high) have been used at least once
         self._free: list[NDArray[np.int64]] = []
         self._index_hash = np.empty(0, dtype=np.uint64)
@@ -493,7 +497,7 @@ class FlowTable:
         port_b = ((w1 >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.uint16)
         a_hi, a_lo, b_hi, b_lo = (c[n][slots] for n in ("a_hi", "a_lo", "b_hi", "b_lo"))
 
-        def pick(x_a: NDArray[np.generic], x_b: NDArray[np.generic]) -> NDArray[np.generic]:
+        def pick(x_a: NDArray[_ScalarT], x_b: NDArray[_ScalarT]) -> NDArray[_ScalarT]:
             return np.where(ia, x_a, x_b)
 
         local = self.options.local_networks
@@ -532,7 +536,7 @@ def _concat_records(parts: list[FlowRecords | None]) -> FlowRecords | None:
         return None
     if len(got) == 1:
         return got[0]
-    fields = {}
+    fields: dict[str, Any] = {}
     for f in dataclasses.fields(FlowRecords):
         values = [getattr(p, f.name) for p in got]
         if f.name == "community_id":
