@@ -1,10 +1,15 @@
-"""Process-wide tuning for long runs: keep the C heap from growing with the length of a capture."""
+"""Process-wide tuning: a bounded C heap for long runs, and a lower priority for helper processes.
+
+A leaf module (stdlib only): any stage may import it, like errors.py.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
+import os
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +40,13 @@ def bound_heap_growth() -> bool:
     ok = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)) and ok
     logger.debug("glibc mmap threshold fixed at %d bytes: %s", MMAP_THRESHOLD_BYTES, ok)
     return ok
+
+
+CHILD_NICENESS = 5
+
+
+def yield_cpu() -> None:
+    """Lower this process's priority: for a helper child (reader, writer) that only has to keep
+    ahead of the packet engine, so the engine wins the CPU when three processes share two cores."""
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICENESS)

@@ -10,10 +10,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "auditor"
 # module prefix -> prefixes it may import from auditor (besides itself)
 ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.errors": (),
-    "auditor.capture": ("auditor.errors",),
+    "auditor.runtime": (),
+    "auditor.capture": ("auditor.errors", "auditor.runtime"),
     "auditor.decode": ("auditor.errors", "auditor.capture.types"),
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),
-    "auditor.output": ("auditor.errors", "auditor.flows.types"),
+    "auditor.output": ("auditor.errors", "auditor.runtime", "auditor.flows.types"),
     # settings validate local networks with the flow stage's parser, and nothing else
     "auditor.config": ("auditor.errors", "auditor.flows.localnet"),
 }

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from auditor.capture.types import DEFAULT_BATCH_FRAMES, Batch, PacketSource, SourceStats
 from auditor.errors import CaptureError
+from auditor.runtime import yield_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -151,16 +152,6 @@ class PrefetchSource:
             self._ring.close()
 
 
-CHILD_NICENESS = 5
-
-
-def _yield_cpu() -> None:
-    """Let the packet engine win the CPU when three processes share two cores: the engine is
-    the bottleneck, and this child only has to keep ahead of it."""
-    with contextlib.suppress(OSError):
-        os.nice(CHILD_NICENESS)
-
-
 def _child_main(
     source: PacketSource,
     ring: mmap.mmap,
@@ -175,7 +166,7 @@ def _child_main(
     # child never sees end-of-file and waits forever.
     for conn in parents:
         conn.close()
-    _yield_cpu()
+    yield_cpu()
     reuse = getattr(source, "reuse_buffers", None)
     if reuse is not None:  # every batch is copied into a slot before the next is read
         reuse()

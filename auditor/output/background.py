@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from auditor.errors import OutputError
+from auditor.runtime import yield_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +94,6 @@ def _widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
 
 
-CHILD_NICENESS = 5
-
-
-def _yield_cpu() -> None:
-    """Let the packet engine win the CPU when three processes share two cores: the engine is
-    the bottleneck, and this child only has to keep ahead of it."""
-    with contextlib.suppress(OSError):
-        os.nice(CHILD_NICENESS)
-
-
 def _child_main(
     sink: Callable[[Any], None], on_close: Callable[[], None] | None, recv: Any, errors: Any, parents: tuple[Any, ...]
 ) -> None:
@@ -110,7 +101,7 @@ def _child_main(
     # child never sees end-of-file and waits forever.
     for conn in parents:
         conn.close()
-    _yield_cpu()
+    yield_cpu()
     try:
         while True:
             item = recv.recv()
