@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,3 +61,19 @@ def run_engine(paths: list[Path], settings: Settings | None = None) -> tuple[lis
 def engine() -> Callable[..., tuple[list[FlowRecords], RunStats]]:
     """The offline pipeline as a function: engine([paths]) -> (flow batches, stats)."""
     return run_engine
+
+
+def finishes_within(seconds: float, fn: Callable[[], object]) -> tuple[bool, BaseException | None]:
+    """Run fn in a thread; return (finished in time?, what it raised)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            raised.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive(), (raised[0] if raised else None)

@@ -8,7 +8,6 @@ import hashlib
 import os
 import signal
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from auditor.errors import CaptureError
 from auditor.flows.payloads import PayloadRegistry
 from auditor.flows.types import FlowRecords, Payload
 from auditor.pipeline import analyze_files
+from tests.conftest import finishes_within
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "pcaps" / "real"
 CORPUS_FILES = sorted(p.name for p in CORPUS.glob("*") if p.suffix in (".pcap", ".pcapng", ".gz"))
@@ -140,20 +140,6 @@ def assert_same_both_ways(path: Path, max_frames: int = DEFAULT_BATCH_FRAMES, ch
     return direct
 
 
-def finishes_within(seconds: float, fn: Callable[[], object]) -> tuple[bool, BaseException | None]:
-    """Run fn in a thread; return (finished in time?, what it raised)."""
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            raised.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    return not t.is_alive(), (raised[0] if raised else None)
 
 
 # --- same batches as the direct reader -----------------------------------------------------------

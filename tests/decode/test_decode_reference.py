@@ -37,10 +37,10 @@ from scapy.packet import NoPayload, Packet, Padding, Raw
 from scapy.utils import RawPcapReader
 
 from auditor.capture.types import Batch, batch_from_frames
-from auditor.decode import Headers, decode
+from auditor.decode import decode
 from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2, KIND_SKIPPED, NO_VLAN, SKIP_REASONS
+from tests.decode._helpers import FIELDS, rows
 
-FIELDS = tuple(f.name for f in dataclasses.fields(Headers) if f.name != "batch")
 SETTINGS: dict[str, Any] = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -52,8 +52,6 @@ def examples(n: int) -> int:
     return max(n, settings.default.max_examples * n // 100)
 
 
-def rows(h: Headers) -> list[dict[str, int]]:
-    return [{name: getattr(h, name)[i].item() for name in FIELDS} for i in range(len(h))]
 
 
 def batch_of(frames: list[tuple[int, bytes]]) -> Batch:

@@ -26,36 +26,21 @@ from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet, Raw
 
 from auditor.capture.types import batch_from_frames
-from auditor.decode import Headers, decode
-from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2, KIND_SKIPPED, NO_VLAN, SKIP_CODE
-
-FIELDS = tuple(f.name for f in dataclasses.fields(Headers) if f.name != "batch")
-SRC, DST = "00:11:22:33:44:55", "66:77:88:99:aa:bb"
-
-
-def rows(h: Headers) -> list[dict[str, int]]:
-    """Every row of `h` as a plain dict of Python ints/bools."""
-    return [{name: getattr(h, name)[i].item() for name in FIELDS} for i in range(len(h))]
-
-
-def decode_one(frame: bytes | Packet, linktype: int = 1) -> dict[str, int]:
-    return rows(decode(batch_from_frames([bytes(frame)], linktype=linktype)))[0]
+from auditor.decode import decode
+from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2, KIND_SKIPPED, NO_VLAN
+from tests.decode._helpers import DST, FIELDS, SRC, assert_skipped, decode_one, eth, rows
 
 
 def mac(text: str) -> int:
     return int(text.replace(":", ""), 16)
 
 
-def eth() -> Ether:
-    return Ether(src=SRC, dst=DST)
 
 
 def udp4() -> Packet:
     return IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1234, dport=53) / Raw(b"q" * 12)
 
 
-def assert_skipped(row: dict[str, int], reason: str) -> None:
-    assert (row["kind"], row["skip_reason"]) == (KIND_SKIPPED, SKIP_CODE[reason])
 
 
 # --- Ethernet -------------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from scapy.layers.inet import IP, TCP, UDP, IPOption_NOP, IPOption_RR, fragment
 from scapy.layers.inet6 import (
@@ -15,30 +13,13 @@ from scapy.layers.inet6 import (
     fragment6,
 )
 from scapy.layers.ipsec import AH
-from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.layers.l2 import ARP, Dot1Q
 from scapy.packet import Packet, Raw
 
 from auditor.capture.types import batch_from_frames
-from auditor.decode import Headers, decode
-from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2, KIND_SKIPPED, NO_VLAN, SKIP_CODE
-
-FIELDS = tuple(f.name for f in dataclasses.fields(Headers) if f.name != "batch")
-
-
-def rows(h: Headers) -> list[dict[str, int]]:
-    return [{name: getattr(h, name)[i].item() for name in FIELDS} for i in range(len(h))]
-
-
-def decode_one(frame: bytes | Packet, linktype: int = 1) -> dict[str, int]:
-    return rows(decode(batch_from_frames([bytes(frame)], linktype=linktype)))[0]
-
-
-def eth() -> Ether:
-    return Ether(src="00:11:22:33:44:55", dst="66:77:88:99:aa:bb")
-
-
-def assert_skipped(row: dict[str, int], reason: str) -> None:
-    assert (row["kind"], row["skip_reason"]) == (KIND_SKIPPED, SKIP_CODE[reason])
+from auditor.decode import decode
+from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2, KIND_SKIPPED, NO_VLAN
+from tests.decode._helpers import assert_skipped, decode_one, eth, rows
 
 
 def patched(frame: bytes | Packet, at: int, *values: int) -> bytes:

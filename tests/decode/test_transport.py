@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
@@ -13,16 +11,14 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
 )
-from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.l2 import Dot1Q
 from scapy.layers.sctp import SCTP, SCTPChunkData
 from scapy.packet import Packet, Raw
 
 from auditor.capture.types import batch_from_frames
-from auditor.decode import Headers, decode
+from auditor.decode import decode
 from auditor.decode.types import (
     KIND_IP,
-    KIND_SKIPPED,
-    SKIP_CODE,
     TCP_ACK,
     TCP_CWR,
     TCP_ECE,
@@ -32,28 +28,13 @@ from auditor.decode.types import (
     TCP_SYN,
     TCP_URG,
 )
-
-FIELDS = tuple(f.name for f in dataclasses.fields(Headers) if f.name != "batch")
-
-
-def rows(h: Headers) -> list[dict[str, int]]:
-    return [{name: getattr(h, name)[i].item() for name in FIELDS} for i in range(len(h))]
-
-
-def decode_one(frame: bytes | Packet, linktype: int = 1) -> dict[str, int]:
-    return rows(decode(batch_from_frames([bytes(frame)], linktype=linktype)))[0]
-
-
-def eth() -> Ether:
-    return Ether(src="00:11:22:33:44:55", dst="66:77:88:99:aa:bb")
+from tests.decode._helpers import assert_skipped, decode_one, eth, rows
 
 
 def ip4() -> IP:
     return IP(src="10.0.0.1", dst="10.0.0.2")
 
 
-def assert_skipped(row: dict[str, int], reason: str) -> None:
-    assert (row["kind"], row["skip_reason"]) == (KIND_SKIPPED, SKIP_CODE[reason])
 
 
 L4 = 14 + 20  # transport offset behind Ethernet + IPv4 without options

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,22 +15,7 @@ import pytest
 
 from auditor.errors import OutputError
 from auditor.output.background import BackgroundSink
-
-
-def finishes_within(seconds: float, fn: Callable[[], object]) -> tuple[bool, BaseException | None]:
-    """Run fn in a thread; return (finished in time?, what it raised)."""
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            raised.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    return not t.is_alive(), (raised[0] if raised else None)
+from tests.conftest import finishes_within
 
 
 def line_writer(f: BinaryIO) -> Callable[[object], None]:
