@@ -20,6 +20,7 @@ from auditor.flows.types import FlowRecords
 from auditor.output.background import BackgroundSink
 from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
+from auditor.paths import state_dir
 from auditor.pipeline import RunStats, analyze_files
 from auditor.runtime import bound_heap_growth
 
@@ -163,6 +164,67 @@ def _print_summary(stats: RunStats, out: Path) -> None:
     for w in stats.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")
     console.print(f"wrote {escape(str(out / 'flows.jsonl'))} and {escape(str(out / 'summary.json'))}")
+
+
+oui_app = typer.Typer(help="The IEEE MAC address registry (OUI) table.", no_args_is_help=True)
+app.add_typer(oui_app, name="oui")
+
+
+@oui_app.command("lookup")
+def oui_lookup(
+    macs: Annotated[list[str], typer.Argument(help="MAC addresses (AA:BB:CC:DD:EE:FF, AA-BB-..., AABB.CCDD.EEFF).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Say which organisation the IEEE registry assigned each MAC's prefix to."""
+    from auditor.devices.oui import OuiRegistry, is_group, is_locally_administered, mac_text, parse_mac
+
+    try:
+        registry = OuiRegistry.default(state_dir())
+        parsed = [parse_mac(m) for m in macs]
+    except (AuditorError, ValueError) as exc:
+        err_console.print(f"error: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+    for mac in parsed:
+        match = registry.lookup(mac)
+        if is_group(mac):
+            note = "group (multicast) address: no vendor"
+        elif is_locally_administered(mac):
+            note = "locally administered (randomised or virtual): no vendor"
+        else:
+            note = "unassigned" if match is None else ""
+        if as_json:
+            row: dict[str, Any] = {"mac": mac_text(mac), "block": match.block if match else None,
+                                   "organization": match.organization if match else None, "note": note or None,
+                                   "table": {"source": registry.source, "date": registry.date}}
+            sys.stdout.write(json.dumps(row) + "\n")
+        else:
+            # registry names are untrusted text: printed without markup
+            text = f"{match.block}  {match.organization}" if match else note
+            Console(highlight=False, soft_wrap=True).print(f"{mac_text(mac)}  {escape(text)}", markup=True)
+
+
+@oui_app.command("update")
+def oui_update(
+    source: Annotated[Path, typer.Option("--from", help="IEEE CSV folder or file, or Wireshark's manuf file.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the table (default: the state directory).")
+    ] = None,
+) -> None:
+    """Build a fresh OUI table from local registry files; it then takes precedence over the shipped one."""
+    from auditor.devices.oui import SNAPSHOT_NAME, write_snapshot
+    from auditor.devices.oui_sources import read_source
+
+    target = out or state_dir() / SNAPSHOT_NAME
+    try:
+        listing = read_source(source)
+        count = write_snapshot(listing.entries, listing.source, listing.date.isoformat(), target)
+    except AuditorError as exc:
+        err_console.print(f"error: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        err_console.print(f"error: {escape(f'{target}: cannot write: {exc.strerror or exc}')}", highlight=False)
+        raise typer.Exit(4) from None
+    typer.echo(f"wrote {count:,} assignments ({listing.source}, data of {listing.date.isoformat()}) to {target}")
 
 
 if __name__ == "__main__":

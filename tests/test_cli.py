@@ -117,3 +117,45 @@ def test_version_flag() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.startswith("auditor ")
+
+
+def test_oui_lookup_names_vendors_and_refuses_local_and_group_macs() -> None:
+    result = runner.invoke(app, ["oui", "lookup", "4c:bd:8f:11:22:33", "02:11:22:33:44:55", "01:00:5e:00:00:01"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("4C-BD-8F-11-22-33  4C-BD-8F/24  Hangzhou Hikvision")
+    assert "locally administered" in lines[1]
+    assert "group (multicast)" in lines[2]
+
+
+def test_oui_lookup_json_and_bad_mac() -> None:
+    result = runner.invoke(app, ["oui", "lookup", "C0-9B-F4-B1-02-15", "--json"])
+    assert result.exit_code == 0
+    row = json.loads(result.stdout)
+    assert (row["block"], row["organization"]) == ("C0-9B-F4-B/28", "Nuctech Company Limited")
+    assert row["table"]["date"] >= "2024-08-25"
+    bad = runner.invoke(app, ["oui", "lookup", "not-a-mac"])
+    assert bad.exit_code == 2
+    assert "not a MAC address" in bad.output
+
+
+def test_oui_update_writes_the_state_directory_which_then_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    manuf = tmp_path / "manuf"
+    manuf.write_text("#   Last-Modified: Sun, 01 Nov 2026 08:01:19 GMT\n4C:BD:8F\tTest\tA Test Renamed Org\n")
+    result = runner.invoke(app, ["oui", "update", "--from", str(manuf)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 assignments" in result.output and "2026-11-01" in result.output
+    assert (tmp_path / "state" / "oui.tsv.gz").is_file()
+    looked = runner.invoke(app, ["oui", "lookup", "4c:bd:8f:00:00:01"])
+    assert "A Test Renamed Org" in looked.output
+
+
+def test_oui_update_from_junk_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    junk = tmp_path / "junk"
+    junk.write_text("nothing here\n")
+    result = runner.invoke(app, ["oui", "update", "--from", str(junk)])
+    assert result.exit_code == 2
+    assert result.output.count("error:") == 1 and "junk" in result.output
+    assert not (tmp_path / "state" / "oui.tsv.gz").exists()

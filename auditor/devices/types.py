@@ -1,0 +1,24 @@
+"""Records the device stage produces (so far: what the IEEE registry says about a MAC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OuiMatch:
+    """The IEEE assignment a MAC address falls in."""
+
+    prefix: int
+    """The assigned prefix, as an integer of `bits` bits."""
+    bits: int
+    """24 (MA-L / OUI), 28 (MA-M) or 36 (MA-S, IAB)."""
+    organization: str
+    """The registrant's name as the registry spells it (untrusted text: escape it when shown)."""
+
+    @property
+    def block(self) -> str:
+        """The prefix in RFC 7042 form with its length, e.g. '4C-BD-8F/24' or 'C0-9B-F4-B/28'."""
+        digits = f"{self.prefix:0{self.bits // 4}X}"
+        pairs = [digits[i : i + 2] for i in range(0, len(digits), 2)]
+        return "-".join(pairs) + f"/{self.bits}"
