@@ -12,11 +12,18 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.errors": (),
     "auditor.runtime": (),
     "auditor.paths": (),
+    "auditor.yamlfile": ("auditor.errors",),
     "auditor.capture": ("auditor.errors", "auditor.runtime"),
     "auditor.decode": ("auditor.errors", "auditor.capture.types"),
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),
     "auditor.output": ("auditor.errors", "auditor.runtime", "auditor.flows.types"),
-    "auditor.devices": ("auditor.errors", "auditor.protocols", "auditor.flows.types", "auditor.names.types"),
+    "auditor.devices": (
+        "auditor.errors",
+        "auditor.yamlfile",
+        "auditor.protocols",
+        "auditor.flows.types",
+        "auditor.names.types",
+    ),
     # settings validate local networks with the flow stage's parser, and nothing else
     "auditor.config": ("auditor.errors", "auditor.flows.localnet"),
 }
