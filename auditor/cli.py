@@ -14,13 +14,19 @@ from rich.markup import escape
 
 from auditor import __version__
 from auditor.config import load_settings
+from auditor.devices.oui import OuiRegistry
+from auditor.devices.table import DeviceTable
+from auditor.devices.vendors import VendorCatalog, load_vendors
+from auditor.devices.verdicts import device_records
 from auditor.errors import AuditorError, OutputError
 from auditor.flows.community_id import with_community_ids
+from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import FlowRecords
 from auditor.output.background import BackgroundSink
+from auditor.output.devices import device_document, write_devices_csv
 from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
-from auditor.paths import state_dir
+from auditor.paths import default_rules_dir, state_dir
 from auditor.pipeline import RunStats, analyze_files
 from auditor.runtime import bound_heap_growth
 
@@ -76,12 +82,15 @@ def analyze(
         list[str] | None,
         typer.Option("--local-net", help="A CIDR that counts as local (repeat; replaces the defaults)."),
     ] = None,
+    vendors: Annotated[
+        Path | None, typer.Option("--vendors", help="Vendor catalog (default: the shipped rules/vendors.yaml).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,
 ) -> None:
-    """Read capture files and write one ECS record per flow to OUT/flows.jsonl, plus OUT/summary.json."""
+    """Read capture files; write OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json."""
     try:
-        stats = _analyze(captures, out, config, local_net, quiet)
+        stats = _analyze(captures, out, config, local_net, quiet, vendors)
     except AuditorError as exc:
         err_console.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
@@ -97,10 +106,18 @@ def analyze(
 
 
 def _analyze(
-    captures: list[Path], out: Path, config: Path | None, local_net: list[str] | None, quiet: bool
+    captures: list[Path],
+    out: Path,
+    config: Path | None,
+    local_net: list[str] | None,
+    quiet: bool,
+    vendors_file: Path | None,
 ) -> RunStats:
     bound_heap_growth()
     settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
+    catalog = _vendor_catalog(vendors_file)  # read before any packet: a bad rule file stops the run
+    local = LocalNetworks(settings.local_networks)
+    devices = DeviceTable(local.contains)
     try:
         out.mkdir(parents=True, exist_ok=True)
         flows_file = open(out / "flows.jsonl", "wb")  # noqa: SIM115 - closed below, after the run
@@ -121,13 +138,31 @@ def _analyze(
 
                 columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
                 with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
-                    stats = analyze_files(captures, settings, sink, reporter=_ProgressReporter(progress))
+                    reporter = _ProgressReporter(progress)
+                    stats = analyze_files(captures, settings, sink, reporter=reporter, devices=devices)
             else:
-                stats = analyze_files(captures, settings, sink)
+                stats = analyze_files(captures, settings, sink, devices=devices)
         finally:
             sink.close()
-    _write_json(out / "summary.json", stats.to_dict())
+    records = device_records(devices, OuiRegistry.default(state_dir()), catalog)
+    _write_json(out / "devices.json", {"devices": [device_document(d) for d in records]})
+    try:
+        with open(out / "devices.csv", "w", encoding="utf-8", newline="") as fh:
+            write_devices_csv(records, fh)
+    except OSError as exc:
+        raise OutputError(f"{out / 'devices.csv'}: cannot write: {exc.strerror or exc}") from exc
+    summary = stats.to_dict()
+    summary["devices"] = len(records)
+    summary["vendor_catalog"] = catalog.source if catalog else None
+    _write_json(out / "summary.json", summary)
     return stats
+
+
+def _vendor_catalog(path: Path | None) -> VendorCatalog | None:
+    if path is None:
+        rules = default_rules_dir()
+        path = rules / "vendors.yaml" if rules is not None and (rules / "vendors.yaml").is_file() else None
+    return load_vendors(path) if path is not None else None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from auditor.capture.types import DEFAULT_BATCH_FRAMES, PacketSource
 from auditor.config import Settings
 from auditor.decode import decode
 from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2
+from auditor.devices.table import DeviceTable
 from auditor.errors import CaptureError
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.payloads import PayloadRegistry
@@ -141,12 +142,14 @@ def analyze_files(
     reporter: Reporter | None = None,
     batch_frames: int = DEFAULT_BATCH_FRAMES,
     prefetch: bool = True,
+    devices: DeviceTable | None = None,
 ) -> RunStats:
     """Read the capture files in order through one flow table; hand finished flows to `sink`.
 
     Files share the table, so a flow that spans two consecutive files of a rotated capture stays
     one flow. A file that cannot be read is recorded in the stats and the next one still runs.
-    With `prefetch`, each file is read by a forked child process (capture.prefetch).
+    With `prefetch`, each file is read by a forked child process (capture.prefetch). With
+    `devices`, every decoded frame also updates that device table.
     """
     reporter = reporter or SilentReporter()
     stats = RunStats()
@@ -184,6 +187,8 @@ def analyze_files(
                 flows, ended = table.process(h, payload_index=want_index)
                 if payloads is not None and len(payloads):
                     payloads.dispatch(h, flows)
+                if devices is not None:
+                    devices.update(h)
                 emit(ended)
                 kinds = np.bincount(h.kind, minlength=4)
                 stats.ip_packets += int(kinds[KIND_IP])

@@ -16,11 +16,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.capture": ("auditor.errors", "auditor.runtime"),
     "auditor.decode": ("auditor.errors", "auditor.capture.types"),
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),
-    "auditor.output": ("auditor.errors", "auditor.runtime", "auditor.flows.types"),
+    "auditor.output": ("auditor.errors", "auditor.runtime", "auditor.flows.types", "auditor.devices.types"),
     "auditor.devices": (
         "auditor.errors",
         "auditor.yamlfile",
         "auditor.protocols",
+        "auditor.decode.types",
         "auditor.flows.types",
         "auditor.names.types",
     ),

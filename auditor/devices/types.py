@@ -22,3 +22,53 @@ class OuiMatch:
         digits = f"{self.prefix:0{self.bits // 4}X}"
         pairs = [digits[i : i + 2] for i in range(0, len(digits), 2)]
         return "-".join(pairs) + f"/{self.bits}"
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """A vendor's membership of a restriction list, as reports show it."""
+
+    list_id: str
+    list_name: str
+    clause: str
+    since: str
+
+
+@dataclass(frozen=True, slots=True)
+class VendorVerdict:
+    """Which maker a device is attributed to, and on what evidence."""
+
+    vendor_id: str
+    name: str
+    device_class: str
+    how: str
+    """'oui-pin' or 'org-pattern' (protocol evidence comes with issue #4)."""
+    detail: str
+    confidence: float
+    lists: tuple[ListEntry, ...] = ()
+    parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAddress:
+    ip: str
+    first_ns: int
+    last_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """One device as the outputs show it."""
+
+    mac: int
+    first_ns: int
+    last_ns: int
+    packets: int
+    bytes: int
+    addresses: tuple[DeviceAddress, ...]
+    vlans: tuple[int, ...]
+    role: str
+    """'host', or 'gateway' for a MAC that forwards remote hosts' traffic."""
+    locally_administered: bool
+    oui: OuiMatch | None
+    vendor: VendorVerdict | None

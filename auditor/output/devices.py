@@ -1,0 +1,84 @@
+"""Device inventory outputs: devices.json (full records) and devices.csv (one line per device).
+
+Organisation names come from the IEEE registry and, later, names and banners from the wire: all
+untrusted. JSON escapes by construction; CSV cells that a spreadsheet would run as a formula
+(leading =, +, -, @, tab or carriage return) are prefixed with a quote (OWASP CSV injection).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import numpy as np
+
+from auditor.devices.types import DeviceRecord
+from auditor.output._text import iso_times
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+CSV_COLUMNS = (
+    "mac", "role", "vendor", "vendor_id", "class", "lists", "confidence", "how", "oui_block", "organization",
+    "locally_administered", "ips", "vlans", "first_seen", "last_seen", "packets", "bytes",
+)
+
+
+def _time(ns: int) -> str:
+    return iso_times(np.array([ns], dtype=np.int64))[0]
+
+
+def _mac(mac: int) -> str:
+    return mac.to_bytes(6, "big").hex("-").upper()
+
+
+def device_document(d: DeviceRecord) -> dict[str, Any]:
+    """Return one device as JSON-ready data (ECS-like names where ECS has them)."""
+    doc: dict[str, Any] = {
+        "mac": _mac(d.mac),
+        "role": d.role,
+        "first_seen": _time(d.first_ns),
+        "last_seen": _time(d.last_ns),
+        "packets": d.packets,
+        "bytes": d.bytes,
+        "ips": [{"ip": a.ip, "first_seen": _time(a.first_ns), "last_seen": _time(a.last_ns)} for a in d.addresses],
+        "vlans": list(d.vlans),
+        "mac_locally_administered": d.locally_administered,
+        "oui": None if d.oui is None else {"block": d.oui.block, "organization": d.oui.organization},
+        "vendor": None,
+    }
+    if d.vendor is not None:
+        v = d.vendor
+        doc["vendor"] = {
+            "id": v.vendor_id,
+            "name": v.name,
+            "class": v.device_class,
+            "parents": list(v.parents),
+            "confidence": v.confidence,
+            "lists": [{"id": m.list_id, "name": m.list_name, "clause": m.clause, "since": m.since} for m in v.lists],
+            "evidence": [{"source": v.how, "value": v.detail}],
+        }
+    return doc
+
+
+def write_devices_csv(devices: Iterable[DeviceRecord], stream: TextIO) -> int:
+    """Write one CSV line per device (formula-looking cells neutralised); return how many."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    n = 0
+    for d in devices:
+        v = d.vendor
+        row = [
+            _mac(d.mac), d.role, v.name if v else "", v.vendor_id if v else "", v.device_class if v else "",
+            ";".join(m.list_id for m in v.lists) if v else "", f"{v.confidence:.2f}" if v else "",
+            v.how if v else "", d.oui.block if d.oui else "", d.oui.organization if d.oui else "",
+            "yes" if d.locally_administered else "no", " ".join(a.ip for a in d.addresses),
+            " ".join(map(str, d.vlans)), _time(d.first_ns), _time(d.last_ns), d.packets, d.bytes,
+        ]
+        writer.writerow([neutralise(cell) if isinstance(cell, str) else cell for cell in row])
+        n += 1
+    return n
+
+
+def neutralise(cell: str) -> str:
+    """Return a CSV cell a spreadsheet will show as text, never run as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
