@@ -107,3 +107,33 @@ def test_demo_capture_gives_the_documented_flows(tmp_path: Path) -> None:
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (103, 96, 7, 14)
     assert summary["skipped"] == {}
+
+
+def test_demo_capture_gives_the_documented_devices(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["analyze", str(DEMO), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    devices = {d["mac"]: d for d in orjson.loads((out / "devices.json").read_bytes())["devices"]}
+    got = {
+        mac: (
+            d["role"],
+            d["vendor"]["id"] if d["vendor"] else None,
+            d["vendor"]["class"] if d["vendor"] else None,
+            sorted(m["id"] for m in d["vendor"]["lists"]) if d["vendor"] else [],
+            [a["ip"] for a in d["ips"]],
+        )
+        for mac, d in devices.items()
+    }
+    assert got == {
+        "00-0C-42-1A-2B-01": ("gateway", None, None, [], ["192.168.10.1", "fd00:10::1"]),
+        "00-14-22-0A-00-05": ("host", None, None, [], ["192.168.10.5", "fe80::214:22ff:fe0a:5"]),
+        "00-1B-21-3A-4B-5C": ("host", None, None, [], ["192.168.10.100", "fd00:10::100"]),
+        "3C-EF-8C-30-10-30": ("host", "dahua", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.30"]),
+        "4C-BD-8F-21-10-21": ("host", "hikvision", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.21"]),
+        "58-8F-CF-40-10-40": ("host", "ezviz", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.40"]),
+        "AC-CC-8E-4A-1B-2C": ("host", "axis", "camera", [], ["192.168.10.22", "fe80::aecc:8eff:fe4a:1b2c"]),
+        "C0-9B-F4-B1-02-15": ("host", "nuctech", "screening-scanner", ["entity-list"], ["192.168.20.15"]),
+    }
+    assert devices["C0-9B-F4-B1-02-15"]["vlans"] == [20]
+    assert devices["58-8F-CF-40-10-40"]["vendor"]["parents"] == ["hikvision"]
+    assert (out / "devices.csv").read_text().count("\n") == 9

@@ -32,6 +32,8 @@ class ListEntry:
     list_name: str
     clause: str
     since: str
+    note: str | None = None
+    """Caveats from the catalog (scope, unverified dates): shown with the membership."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class VendorVerdict:
 
 @dataclass(frozen=True, slots=True)
 class DeviceAddress:
+    """An address a device sent from, with when."""
+
     ip: str
     first_ns: int
     last_ns: int

@@ -105,12 +105,35 @@ class VendorFile(_Strict):
             if vendor.id in seen:
                 raise _RefError(("vendors", i, "id"), f"vendor id {vendor.id!r} is used twice")
             seen.add(vendor.id)
+        pins: dict[tuple[int, int], str] = {}
+        names: dict[str, str] = {}
         for i, vendor in enumerate(self.vendors):
             if vendor.parent is not None and vendor.parent not in ids:
                 raise _RefError(("vendors", i, "parent"), f"no vendor with id {vendor.parent!r}")
             for j, member in enumerate(vendor.lists):
                 if member.list not in self.lists:
                     raise _RefError(("vendors", i, "lists", j, "list"), f"no list with id {member.list!r}")
+            # a pin, brand or name given to two vendors would silently go to the last one
+            for j, pin in enumerate(vendor.ouis):
+                owner = pins.setdefault(_parse_pin(pin), vendor.id)
+                if owner != vendor.id:
+                    raise _RefError(("vendors", i, "ouis", j), f"{pin!r} is already pinned to {owner!r}")
+            for field_name_, values in (("name", (vendor.name,)), ("brands", vendor.brands)):
+                for j, value in enumerate(values):
+                    owner = names.setdefault(value.casefold(), vendor.id)
+                    if owner != vendor.id:
+                        loc: tuple[str | int, ...] = ("vendors", i, field_name_) + (
+                            (j,) if field_name_ == "brands" else ()
+                        )
+                        raise _RefError(loc, f"{value!r} already names vendor {owner!r}")
+        parent_of = {v.id: v.parent for v in self.vendors}
+        for i, vendor in enumerate(self.vendors):
+            seen, current = {vendor.id}, vendor.parent
+            while current is not None:
+                if current in seen:
+                    raise _RefError(("vendors", i, "parent"), f"parent chain of {vendor.id!r} loops back")
+                seen.add(current)
+                current = parent_of.get(current)
         return self
 
 
@@ -131,7 +154,11 @@ def _parse_pin(pin: str) -> tuple[int, int]:
     bits = int(m.group(2)) if m.group(2) else 24
     if len(digits) * 4 < bits:
         raise ValueError(f"{pin!r}: /{bits} needs at least {bits // 4} hex digits")
-    return int(digits, 16) >> (len(digits) * 4 - bits), bits
+    spare = len(digits) * 4 - bits
+    value = int(digits, 16)
+    if value & ((1 << spare) - 1):
+        raise ValueError(f"{pin!r}: bits past /{bits} must be zero (a typo would pin another block)")
+    return value >> spare, bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +186,11 @@ class VendorCatalog:
                 prefix, bits = _parse_pin(pin)
                 self._pins[bits][prefix] = v
         self._patterns = [
-            (v, [re.compile(p, re.IGNORECASE) for p in v.org_patterns],
-             [re.compile(p, re.IGNORECASE) for p in v.exclude_patterns])
+            (
+                v,
+                [re.compile(p, re.IGNORECASE) for p in v.org_patterns],
+                [re.compile(p, re.IGNORECASE) for p in v.exclude_patterns],
+            )
             for v in data.vendors
         ]
 

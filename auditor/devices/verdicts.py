@@ -34,7 +34,8 @@ def _record(dev: Device, registry: OuiRegistry, catalog: VendorCatalog | None) -
                 detail=match.detail,
                 confidence=CONFIDENCE[match.how],
                 lists=tuple(
-                    ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat()) for m in v.lists
+                    ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note)
+                    for m in v.lists
                 ),
                 parents=tuple(p.id for p in catalog.parents(v)),
             )

@@ -54,7 +54,10 @@ def device_document(d: DeviceRecord) -> dict[str, Any]:
             "class": v.device_class,
             "parents": list(v.parents),
             "confidence": v.confidence,
-            "lists": [{"id": m.list_id, "name": m.list_name, "clause": m.clause, "since": m.since} for m in v.lists],
+            "lists": [
+                {"id": m.list_id, "name": m.list_name, "clause": m.clause, "since": m.since, "note": m.note}
+                for m in v.lists
+            ],
             "evidence": [{"source": v.how, "value": v.detail}],
         }
     return doc

@@ -41,7 +41,13 @@ def test_device_document_has_vendor_lists_and_evidence() -> None:
     ]
     assert doc["oui"] == {"block": "4C-BD-8F/24", "organization": "Hangzhou Hikvision Digital Technology Co.,Ltd."}
     assert doc["vendor"]["lists"] == [
-        {"id": "ndaa-889", "name": "NDAA FY2019 section 889", "clause": "(a)(1)(B)", "since": "2019-08-13"}
+        {
+            "id": "ndaa-889",
+            "name": "NDAA FY2019 section 889",
+            "clause": "(a)(1)(B)",
+            "since": "2019-08-13",
+            "note": None,
+        }
     ]
     assert doc["vendor"]["evidence"] == [{"source": "oui-pin", "value": "4C-BD-8F/24"}]
     assert doc["vlans"] == [20] and doc["role"] == "host"
