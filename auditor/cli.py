@@ -14,8 +14,9 @@ from rich.markup import escape
 
 from auditor import __version__
 from auditor.config import load_settings
-from auditor.devices.oui import OuiRegistry
+from auditor.devices.oui import OuiRegistry, mac_text
 from auditor.devices.table import DeviceTable
+from auditor.devices.types import DeviceRecord
 from auditor.devices.vendors import VendorCatalog, load_vendors
 from auditor.devices.verdicts import device_records
 from auditor.errors import AuditorError, OutputError
@@ -90,7 +91,7 @@ def analyze(
 ) -> None:
     """Read capture files; write OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json."""
     try:
-        stats = _analyze(captures, out, config, local_net, quiet, vendors)
+        stats, records = _analyze(captures, out, config, local_net, quiet, vendors)
     except AuditorError as exc:
         err_console.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
@@ -98,7 +99,7 @@ def analyze(
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     elif not quiet:
-        _print_summary(stats, out)
+        _print_summary(stats, records, out)
     for line in stats.errors:
         err_console.print(f"error: {escape(line)}", highlight=False)
     if stats.errors:
@@ -112,7 +113,7 @@ def _analyze(
     local_net: list[str] | None,
     quiet: bool,
     vendors_file: Path | None,
-) -> RunStats:
+) -> tuple[RunStats, list[DeviceRecord]]:
     bound_heap_growth()
     settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
     catalog = _vendor_catalog(vendors_file)  # read before any packet: a bad rule file stops the run
@@ -155,7 +156,7 @@ def _analyze(
     summary["devices"] = len(records)
     summary["vendor_catalog"] = catalog.source if catalog else None
     _write_json(out / "summary.json", summary)
-    return stats
+    return stats, records
 
 
 def _vendor_catalog(path: Path | None) -> VendorCatalog | None:
@@ -174,7 +175,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
-def _print_summary(stats: RunStats, out: Path) -> None:
+def _print_summary(stats: RunStats, records: list[DeviceRecord], out: Path) -> None:
     from rich.table import Table  # imported here: runs under systemd or in pipes never need it
 
     console = Console(stderr=False, highlight=False)
@@ -198,7 +199,36 @@ def _print_summary(stats: RunStats, out: Path) -> None:
         console.print(f"skipped: {escape(reasons)}")
     for w in stats.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")
-    console.print(f"wrote {escape(str(out / 'flows.jsonl'))} and {escape(str(out / 'summary.json'))}")
+    _print_devices(console, records)
+    console.print(f"wrote flows.jsonl, devices.json, devices.csv and summary.json in {escape(str(out))}")
+
+
+def _print_devices(console: Console, records: list[DeviceRecord]) -> None:
+    """List the devices the vendor catalog knows, listed vendors first; count the rest."""
+    from rich.table import Table
+
+    known = [d for d in records if d.vendor is not None]
+    known.sort(key=lambda d: (not d.vendor.lists, d.vendor.vendor_id, d.mac))  # type: ignore[union-attr]
+    listed = sum(1 for d in known if d.vendor and d.vendor.lists)
+    console.print(
+        f"{len(records):,} devices: {listed:,} from listed vendors, {len(known) - listed:,} other known makers, "
+        f"{len(records) - len(known):,} not in the vendor catalog"
+    )
+    if not known:
+        return
+    table = Table(title="devices by vendor (details in devices.json)", show_header=True, header_style="bold")
+    for column in ("MAC", "IP", "vendor", "class", "lists"):
+        table.add_column(column, no_wrap=column == "MAC")
+    for d in known:
+        v = d.vendor
+        assert v is not None
+        lists = " ".join(m.list_id for m in v.lists) or "-"
+        ip = d.addresses[0].ip if d.addresses else "-"
+        table.add_row(
+            mac_text(d.mac), escape(ip), escape(v.vendor_id), v.device_class,
+            f"[red]{escape(lists)}[/red]" if v.lists else lists,
+        )
+    console.print(table)
 
 
 oui_app = typer.Typer(help="The IEEE MAC address registry (OUI) table.", no_args_is_help=True)

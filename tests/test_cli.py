@@ -53,6 +53,10 @@ def test_analyze_writes_flows_and_summary(small_pcap: Path, tmp_path: Path) -> N
     assert summary["flows"] == 2
     assert summary["errors"] == []
     assert "4 packets" in result.output
+    assert "2 devices: 1 from listed vendors" in result.output
+    assert "hikvision" in result.output
+    devices = json.loads((out / "devices.json").read_text())["devices"]
+    assert [d["vendor"]["id"] if d["vendor"] else None for d in devices] == [None, "hikvision"]
 
 
 def test_analyze_local_net_flag_changes_direction(small_pcap: Path, tmp_path: Path) -> None:
