@@ -149,7 +149,7 @@ def analyze_files(
     Files share the table, so a flow that spans two consecutive files of a rotated capture stays
     one flow. A file that cannot be read is recorded in the stats and the next one still runs.
     With `prefetch`, each file is read by a forked child process (capture.prefetch). With
-    `devices`, every decoded frame also updates that device table.
+    `devices`, finished flows and non-IP frames also update that device table.
     """
     reporter = reporter or SilentReporter()
     stats = RunStats()
@@ -163,6 +163,8 @@ def analyze_files(
             stats.flows_by_end.update(
                 {END_REASONS[i]: int(c) for i, c in enumerate(np.bincount(records.end_reason)) if c}
             )
+            if devices is not None:
+                devices.add_flows(records)
             sink(records)
 
     for path in paths:

@@ -1,7 +1,8 @@
 """The device table: one row per MAC that sends frames on the captured segment.
 
 A device is keyed by its MAC, never by IP. It collects the IP addresses it sends from (with
-first/last seen, ARP included), its VLANs, and its traffic. A MAC that sends from many remote
+first/last seen, ARP included), its VLANs, and its traffic: IP traffic from finished flows (each
+side's MAC, address and counts), other frames (ARP, LLDP...) batch by batch. A MAC that sends from many remote
 addresses is a router forwarding other hosts' traffic onto the segment: it is marked a gateway and
 those remote addresses are not its own. Everything is bounded: devices, and addresses per device.
 """
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from auditor.decode.types import KIND_ARP, KIND_IP, KIND_SKIPPED, NO_VLAN, Headers
+from auditor.decode.types import KIND_ARP, KIND_OTHER_L2, NO_VLAN, Headers
+from auditor.flows.types import FlowRecords
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +88,75 @@ class DeviceTable:
         return len(self.devices)
 
     def update(self, h: Headers) -> None:
-        """Count every decoded frame to its source MAC; record the addresses and VLANs it used."""
-        rows = np.flatnonzero((h.src_mac != 0) & (h.kind != KIND_SKIPPED))
+        """Count a batch's non-IP frames (ARP, LLDP, ...) to their source MACs; ARP gives addresses.
+
+        IP packets are counted through their flows (add_flows): far fewer rows than packets.
+        """
+        rows = np.flatnonzero((h.src_mac != 0) & ((h.kind == KIND_ARP) | (h.kind == KIND_OTHER_L2)))
         if not rows.size:
             return
         ts = h.batch.ts_ns[rows]
-        macs = h.src_mac[rows]
+        arp = h.kind[rows] == KIND_ARP
+        self._observe(
+            macs=h.src_mac[rows],
+            version=np.where(arp, 4, 0).astype(np.uint64),
+            hi=np.zeros(rows.size, dtype=np.uint64),
+            lo=np.where(arp, h.src_lo[rows], 0).astype(np.uint64),
+            packets=np.ones(rows.size, dtype=np.int64),
+            octets=h.batch.wirelen[rows].astype(np.int64),
+            first=ts,
+            last=ts,
+            vlan=h.vlan_outer[rows],
+        )
+
+    def add_flows(self, flows: FlowRecords) -> None:
+        """Count finished flows to the MACs that sent them: each side's packets, bytes and address.
+
+        A side's time span is its flow's (first/last seen of a device are accurate to its flows).
+        The responder's MAC is that of its first packet: a router's for a remote host.
+        """
+        n = len(flows)
+        if not n:
+            return
+        both = np.concatenate
+        self._observe(
+            macs=both([flows.src_mac, flows.dst_mac]),
+            version=both([flows.ip_version, flows.ip_version]).astype(np.uint64),
+            hi=both([flows.src_hi, flows.dst_hi]),
+            lo=both([flows.src_lo, flows.dst_lo]),
+            packets=both([flows.src_packets, flows.dst_packets]).astype(np.int64),
+            octets=both([flows.src_bytes, flows.dst_bytes]).astype(np.int64),
+            first=both([flows.first_ns, flows.first_ns]),
+            last=both([flows.last_ns, flows.last_ns]),
+            vlan=both([flows.vlan_outer, flows.vlan_outer]),
+        )
+
+    def _observe(
+        self,
+        macs: NDArray[np.uint64],
+        version: NDArray[np.uint64],
+        hi: NDArray[np.uint64],
+        lo: NDArray[np.uint64],
+        packets: NDArray[np.int64],
+        octets: NDArray[np.int64],
+        first: NDArray[np.int64],
+        last: NDArray[np.int64],
+        vlan: NDArray[np.uint16],
+    ) -> None:
+        """Fold rows (mac, address, counts, times, vlan) into the devices; one loop step per distinct MAC."""
+        sent = (macs != 0) & (packets > 0)
+        if not sent.all():
+            macs, version, hi, lo, packets, octets, first, last, vlan = (
+                x[sent] for x in (macs, version, hi, lo, packets, octets, first, last, vlan)
+            )
+        if not macs.size:
+            return
         order, starts = _groups(macs)
-        sizes = np.diff(np.append(starts, order.size))
-        octets = np.add.reduceat(h.batch.wirelen[rows][order].astype(np.int64), starts)
-        ts_s = ts[order]
-        first, last = np.minimum.reduceat(ts_s, starts), np.maximum.reduceat(ts_s, starts)
+        sums = np.add.reduceat(np.stack([packets[order], octets[order]]), starts, axis=1)
+        lo_t, hi_t = np.minimum.reduceat(first[order], starts), np.maximum.reduceat(last[order], starts)
         for mac, n, b, f, la in zip(
-            macs[order[starts]].tolist(), sizes.tolist(), octets.tolist(), first.tolist(), last.tolist(), strict=True
+            macs[order[starts]].tolist(), sums[0].tolist(), sums[1].tolist(), lo_t.tolist(), hi_t.tolist(),
+            strict=True,
         ):
             dev = self._device(mac, f)
             if dev is None:
@@ -106,8 +164,17 @@ class DeviceTable:
             dev.first_ns, dev.last_ns = min(dev.first_ns, f), max(dev.last_ns, la)
             dev.packets += n
             dev.bytes += b
-        self._addresses(h, rows, ts)
-        self._vlans(h, rows)
+        # the unspecified address (0.0.0.0, ::: DHCP discovers, DAD probes) belongs to nobody
+        has = (version != 0) & ((lo != 0) | (hi != 0))
+        if has.any():
+            self._addresses(macs[has], version[has], hi[has], lo[has], first[has], last[has])
+        tagged = vlan != NO_VLAN
+        if tagged.any():
+            pairs = np.unique(np.stack([macs[tagged], vlan[tagged].astype(np.uint64)]), axis=1)
+            for mac, vid in pairs.T.tolist():
+                dev = self.devices.get(mac)
+                if dev is not None and len(dev.vlans) < self.max_addresses:
+                    dev.vlans.add(int(vid))
 
     def _device(self, mac: int, ts: int) -> Device | None:
         dev = self.devices.get(mac)
@@ -118,31 +185,29 @@ class DeviceTable:
             dev = self.devices[mac] = Device(mac=mac, first_ns=ts, last_ns=ts)
         return dev
 
-    def _addresses(self, h: Headers, rows: NDArray[np.int64], ts: NDArray[np.int64]) -> None:
-        # IP packets: the source address; ARP: the sender's IPv4 address (src_lo, version 4)
-        kind = h.kind[rows]
-        # the unspecified address (0.0.0.0, ::: DHCP discovers, DAD probes) belongs to nobody
-        specified = (h.src_lo[rows] != 0) | (h.src_hi[rows] != 0)
-        has = ((kind == KIND_IP) | (kind == KIND_ARP)) & specified
-        sel = rows[has]
-        if not sel.size:
-            return
-        version = np.where(h.kind[sel] == KIND_ARP, 4, h.ip_version[sel]).astype(np.uint64)
-        cols = (h.src_mac[sel], version, h.src_hi[sel], h.src_lo[sel])
+    def _addresses(
+        self,
+        macs: NDArray[np.uint64],
+        version: NDArray[np.uint64],
+        hi: NDArray[np.uint64],
+        lo: NDArray[np.uint64],
+        first: NDArray[np.int64],
+        last: NDArray[np.int64],
+    ) -> None:
+        cols = (macs, version, hi, lo)
         order, starts = _groups(*cols)
-        t = ts[has][order]
-        first, last = np.minimum.reduceat(t, starts), np.maximum.reduceat(t, starts)
+        f_all, l_all = np.minimum.reduceat(first[order], starts), np.maximum.reduceat(last[order], starts)
         rep = order[starts]
-        mac, v, hi, lo = (c[rep] for c in cols)
-        local = self._is_local(v.astype(np.uint8), hi, lo)
-        for m, ver, a_hi, a_lo, f, la, loc in zip(
-            mac.tolist(), v.tolist(), hi.tolist(), lo.tolist(), first.tolist(), last.tolist(), local.tolist(),
+        mac, v, a_hi, a_lo = (c[rep] for c in cols)
+        local = self._is_local(v.astype(np.uint8), a_hi, a_lo)
+        for m, ver, h_, l_, f, la, loc in zip(
+            mac.tolist(), v.tolist(), a_hi.tolist(), a_lo.tolist(), f_all.tolist(), l_all.tolist(), local.tolist(),
             strict=True,
         ):
             dev = self.devices.get(m)
             if dev is None:
                 continue
-            addr = (ver, a_hi, a_lo)
+            addr = (ver, h_, l_)
             seen = dev.addresses.get(addr)
             if seen is not None:
                 seen.first_ns, seen.last_ns = min(seen.first_ns, f), max(seen.last_ns, la)
@@ -153,16 +218,6 @@ class DeviceTable:
                 dev.dropped_addresses += 1
                 continue
             dev.addresses[addr] = SeenAddress(f, la, bool(loc))
-
-    def _vlans(self, h: Headers, rows: NDArray[np.int64]) -> None:
-        tagged = rows[h.vlan_outer[rows] != NO_VLAN]
-        if not tagged.size:
-            return
-        pairs = np.unique(np.stack([h.src_mac[tagged], h.vlan_outer[tagged].astype(np.uint64)]), axis=1)
-        for mac, vlan in pairs.T.tolist():
-            dev = self.devices.get(mac)
-            if dev is not None and len(dev.vlans) < self.max_addresses:
-                dev.vlans.add(int(vlan))
 
 
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB),

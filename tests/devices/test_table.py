@@ -12,13 +12,21 @@ from auditor.devices.oui import OuiRegistry, parse_mac
 from auditor.devices.table import DeviceTable
 from auditor.devices.verdicts import device_records
 from auditor.flows.localnet import DEFAULT_LOCAL_NETWORKS, LocalNetworks
+from auditor.flows.table import FlowTable
 
 LOCAL = LocalNetworks(DEFAULT_LOCAL_NETWORKS)
 CAM, ROUTER, PC = "4c:bd:8f:21:10:21", "00:0c:42:1a:2b:01", "02:1b:21:3a:4b:5c"
 
 
 def feed(table: DeviceTable, frames: list[bytes], start: int = 0) -> None:
-    table.update(decode(batch_from_frames(frames, ts_ns=[start + i * 1_000 for i in range(len(frames))])))
+    """Run frames through decode and a flow table as the pipeline does: flows, then other frames."""
+    h = decode(batch_from_frames(frames, ts_ns=[start + i * 1_000 for i in range(len(frames))]))
+    flows = FlowTable()
+    _, ended = flows.process(h)
+    for records in (ended, flows.flush()):
+        if records is not None:
+            table.add_flows(records)
+    table.update(h)
 
 
 def udp(src_mac: str, src: str, dst: str = "192.168.10.5", vlan: int | None = None) -> bytes:
@@ -76,7 +84,11 @@ def test_arp_sender_address_counts_and_unspecified_addresses_do_not() -> None:
 def test_table_is_bounded() -> None:
     t = DeviceTable(LOCAL.contains, max_devices=3, max_addresses=2)
     macs = [f"00:11:22:33:44:{i:02x}" for i in range(5)]
-    feed(t, [udp(m, "192.168.10.21") for m in macs] + [udp(macs[0], f"192.168.10.{i}") for i in range(30, 34)])
+    feed(
+        t,
+        [udp(m, f"192.168.10.{i + 1}") for i, m in enumerate(macs)]
+        + [udp(macs[0], f"192.168.10.{i}") for i in range(30, 34)],
+    )
     assert len(t) == 3 and t.dropped_devices == 2
     dev = t.devices[parse_mac(macs[0])]
     assert len(dev.addresses) == 2 and dev.dropped_addresses == 3
