@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +23,8 @@ from auditor.flows.types import FlowRecords
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DEVICES = 100_000
+FOLD_FLOWS = 100_000
+"""Finished flows buffered before they are folded into the devices (bounded: ~20 MB of columns)."""
 DEFAULT_MAX_ADDRESSES = 64
 GATEWAY_REMOTE_ADDRESSES = 2
 """A MAC seen sending from this many distinct remote addresses of one IP version is routing them,
@@ -81,6 +84,8 @@ class DeviceTable:
         self.max_devices = max_devices
         self.max_addresses = max_addresses
         self.devices: dict[int, Device] = {}
+        self._pending: list[FlowRecords] = []
+        self._pending_flows = 0
         self.dropped_devices = 0
         """MACs not tracked because the table was full."""
 
@@ -113,12 +118,23 @@ class DeviceTable:
         """Count finished flows to the MACs that sent them: each side's packets, bytes and address.
 
         A side's time span is its flow's (first/last seen of a device are accurate to its flows).
-        The responder's MAC is that of its first packet: a router's for a remote host.
+        The responder's MAC is that of its first packet: a router's for a remote host. Flows are
+        folded in by the FOLD_FLOWS (one Python step per distinct MAC per fold, not per flow);
+        settle() folds the rest before the devices are read.
         """
-        n = len(flows)
-        if not n:
+        if len(flows):
+            self._pending.append(flows)
+            self._pending_flows += len(flows)
+        if self._pending_flows >= FOLD_FLOWS:
+            self.settle()
+
+    def settle(self) -> None:
+        """Fold every flow given so far into the devices."""
+        pending, self._pending, self._pending_flows = self._pending, [], 0
+        if not pending:
             return
         both = np.concatenate
+        flows = _join(pending)
         self._observe(
             macs=both([flows.src_mac, flows.dst_mac]),
             version=both([flows.ip_version, flows.ip_version]).astype(np.uint64),
@@ -218,6 +234,32 @@ class DeviceTable:
                 dev.dropped_addresses += 1
                 continue
             dev.addresses[addr] = SeenAddress(f, la, bool(loc))
+
+
+def _join(parts: list[FlowRecords]) -> _Sides:
+    """The columns add_flows needs, of several record batches."""
+    def col(name: str) -> NDArray[Any]:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return _Sides(*(col(n) for n in _Sides.__dataclass_fields__))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sides:
+    src_mac: NDArray[np.uint64]
+    dst_mac: NDArray[np.uint64]
+    ip_version: NDArray[np.uint8]
+    src_hi: NDArray[np.uint64]
+    dst_hi: NDArray[np.uint64]
+    src_lo: NDArray[np.uint64]
+    dst_lo: NDArray[np.uint64]
+    src_packets: NDArray[np.uint64]
+    dst_packets: NDArray[np.uint64]
+    src_bytes: NDArray[np.uint64]
+    dst_bytes: NDArray[np.uint64]
+    first_ns: NDArray[np.int64]
+    last_ns: NDArray[np.int64]
+    vlan_outer: NDArray[np.uint16]
 
 
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB),

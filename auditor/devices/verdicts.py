@@ -16,6 +16,7 @@ CONFIDENCE = {"oui-pin": 0.8, "org-pattern": 0.7}
 
 def device_records(table: DeviceTable, registry: OuiRegistry, catalog: VendorCatalog | None) -> list[DeviceRecord]:
     """Return one record per device, ordered by MAC."""
+    table.settle()
     return [_record(dev, registry, catalog) for _, dev in sorted(table.devices.items())]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -13,8 +16,10 @@ from auditor.devices.table import DeviceTable
 from auditor.devices.verdicts import device_records
 from auditor.flows.localnet import DEFAULT_LOCAL_NETWORKS, LocalNetworks
 from auditor.flows.table import FlowTable
+from auditor.flows.types import FlowRecords
 
 LOCAL = LocalNetworks(DEFAULT_LOCAL_NETWORKS)
+_COLUMNS = [f.name for f in dataclasses.fields(FlowRecords) if f.name != "community_id"]
 CAM, ROUTER, PC = "4c:bd:8f:21:10:21", "00:0c:42:1a:2b:01", "02:1b:21:3a:4b:5c"
 
 
@@ -27,6 +32,7 @@ def feed(table: DeviceTable, frames: list[bytes], start: int = 0) -> None:
         if records is not None:
             table.add_flows(records)
     table.update(h)
+    table.settle()
 
 
 def udp(src_mac: str, src: str, dst: str = "192.168.10.5", vlan: int | None = None) -> bytes:
@@ -107,3 +113,21 @@ def test_skipped_frames_and_frames_without_mac_are_not_devices() -> None:
     t.update(decode(batch_from_frames([bytes.fromhex("4cbd8f211021") + b"\x00" * 4])))  # truncated: skipped
     t.update(decode(batch_from_frames([bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP())], linktype=101)))
     assert len(t) == 0
+
+
+def test_flows_are_folded_in_batches_and_settled_before_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditor.devices.table as table_module
+
+    monkeypatch.setattr(table_module, "FOLD_FLOWS", 3)
+    t = DeviceTable(LOCAL.contains)
+    frames = [udp(CAM, f"192.168.10.{i}") for i in range(1, 6)]  # 5 flows
+    h = decode(batch_from_frames(frames, ts_ns=list(range(5))))
+    flows = FlowTable()
+    flows.process(h)
+    records = flows.flush()
+    assert records is not None
+    for i in range(len(records)):  # one flow at a time, as sweeps hand them over
+        t.add_flows(dataclasses.replace(records, **{f: getattr(records, f)[i : i + 1] for f in _COLUMNS}))
+        assert len(t) == (1 if i >= 2 else 0)  # folded at the third flow
+    (rec,) = device_records(t, OuiRegistry([], "test", "2026-01-01"), None)  # settles the last two
+    assert len(rec.addresses) == 5 and rec.packets == 5
