@@ -24,7 +24,7 @@ from auditor.flows.community_id import with_community_ids
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import FlowRecords
 from auditor.output.background import BackgroundSink
-from auditor.output.devices import device_document, write_devices_csv
+from auditor.output.devices import write_devices_csv, write_devices_json
 from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.paths import default_rules_dir, state_dir
@@ -146,12 +146,13 @@ def _analyze(
         finally:
             sink.close()
     records = device_records(devices, OuiRegistry.default(state_dir()), catalog)
-    _write_json(out / "devices.json", {"devices": [device_document(d) for d in records]})
     try:
-        with open(out / "devices.csv", "w", encoding="utf-8", newline="") as fh:
-            write_devices_csv(records, fh)
+        with open(out / "devices.json", "wb") as fj:
+            write_devices_json(records, fj)
+        with open(out / "devices.csv", "w", encoding="utf-8", newline="") as fc:
+            write_devices_csv(records, fc)
     except OSError as exc:
-        raise OutputError(f"{out / 'devices.csv'}: cannot write: {exc.strerror or exc}") from exc
+        raise OutputError(f"{out}: cannot write the device inventory: {exc.strerror or exc}") from exc
     summary = stats.to_dict()
     summary["devices"] = len(records)
     summary["vendor_catalog"] = catalog.source if catalog else None

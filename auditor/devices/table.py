@@ -23,8 +23,8 @@ from auditor.flows.types import FlowRecords
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DEVICES = 100_000
-FOLD_FLOWS = 100_000
-"""Finished flows buffered before they are folded into the devices (bounded: ~20 MB of columns)."""
+FOLD_FLOWS = 20_000
+"""Finished flows buffered before they are folded into the devices (bounded: a few MB of columns)."""
 DEFAULT_MAX_ADDRESSES = 64
 GATEWAY_REMOTE_ADDRESSES = 2
 """A MAC seen sending from this many distinct remote addresses of one IP version is routing them,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
+import orjson
 
 from auditor.devices.types import DeviceRecord
 from auditor.output._text import iso_times
@@ -61,6 +62,17 @@ def device_document(d: DeviceRecord) -> dict[str, Any]:
             "evidence": [{"source": v.how, "value": v.detail}],
         }
     return doc
+
+
+def write_devices_json(devices: Iterable[DeviceRecord], stream: BinaryIO) -> int:
+    """Write {"devices": [...]} one device per line, built and written one at a time; return how many."""
+    stream.write(b'{"devices": [\n')
+    n = 0
+    for d in devices:
+        stream.write((b",\n" if n else b"") + orjson.dumps(device_document(d)))
+        n += 1
+    stream.write(b"\n]}\n")
+    return n
 
 
 def write_devices_csv(devices: Iterable[DeviceRecord], stream: TextIO) -> int:

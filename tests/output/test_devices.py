@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from auditor.devices.types import DeviceAddress, DeviceRecord, ListEntry, OuiMatch, VendorVerdict
-from auditor.output.devices import CSV_COLUMNS, device_document, neutralise, write_devices_csv
+from auditor.output.devices import CSV_COLUMNS, device_document, neutralise, write_devices_csv, write_devices_json
 
 
 def _record(org: str = "Hangzhou Hikvision Digital Technology Co.,Ltd.") -> DeviceRecord:
@@ -69,3 +70,13 @@ def test_neutralise_every_dangerous_start() -> None:
     for start in ("=", "+", "-", "@", "\t", "\r"):
         assert neutralise(start + "x") == "'" + start + "x"
     assert neutralise("Axis") == "Axis"
+
+
+def test_devices_json_is_one_document_written_device_by_device() -> None:
+    stream = io.BytesIO()
+    assert write_devices_json([_record(), _record()], stream) == 2
+    data = json.loads(stream.getvalue())
+    assert [d["mac"] for d in data["devices"]] == ["4C-BD-8F-21-10-21"] * 2
+    empty = io.BytesIO()
+    assert write_devices_json([], empty) == 0
+    assert json.loads(empty.getvalue()) == {"devices": []}
