@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/auditor analyze $(DEMO) --out out/demo
-	@echo "flows: out/demo/flows.jsonl  summary: out/demo/summary.json"
+	@echo "out/demo: flows.jsonl, devices.json, devices.csv, summary.json"
 
 test: $(STAMP)
 	$(BIN)/ruff check auditor tests bench pcaps
