@@ -37,6 +37,14 @@ def is_locally_administered(mac: int) -> bool:
     return bool(mac & LOCAL_BIT)
 
 
+def candidate_prefixes(mac: int) -> list[tuple[int, int]]:
+    """Return (bits, prefix) of `mac` for each assignment size, longest first; [] for a local or
+    group MAC, whose first bytes name nobody."""
+    if is_group(mac) or is_locally_administered(mac):
+        return []
+    return [(bits, mac >> (48 - bits)) for bits in PREFIX_BITS]
+
+
 def parse_mac(text: str) -> int:
     """Return a MAC given as AA:BB:CC:DD:EE:FF, AA-BB-..., AABB.CCDD.EEFF or 12 hex digits."""
     digits = "".join(ch for ch in text.strip() if ch not in ":-.")
@@ -84,10 +92,7 @@ class OuiRegistry:
 
     def lookup(self, mac: int) -> OuiMatch | None:
         """Return the assignment `mac` belongs to; None if unassigned, local or group."""
-        if is_group(mac) or is_locally_administered(mac):
-            return None
-        for bits in PREFIX_BITS:
-            prefix = mac >> (48 - bits)
+        for bits, prefix in candidate_prefixes(mac):
             org = self._by_bits[bits].get(prefix)
             if org is not None:
                 return OuiMatch(prefix=prefix, bits=bits, organization=org)

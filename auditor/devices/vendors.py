@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from auditor.devices.oui import PREFIX_BITS, is_group, is_locally_administered
+from auditor.devices.oui import PREFIX_BITS, candidate_prefixes
 from auditor.devices.types import OuiMatch
 from auditor.errors import RuleFileError
 from auditor.yamlfile import field_name, line_of, load_yaml, validate
@@ -215,10 +215,10 @@ class VendorCatalog:
 
     def vendor_for(self, mac: int, oui: OuiMatch | None) -> VendorMatch | None:
         """Return the vendor a MAC is attributed to by pin or registry name; None for local/group MACs."""
-        if is_group(mac) or is_locally_administered(mac):
+        prefixes = candidate_prefixes(mac)
+        if not prefixes:
             return None
-        for bits in PREFIX_BITS:
-            prefix = mac >> (48 - bits)
+        for bits, prefix in prefixes:
             vendor = self._pins[bits].get(prefix)
             if vendor is not None:
                 return VendorMatch(vendor, "oui-pin", OuiMatch(prefix, bits, vendor.name).block)

@@ -42,11 +42,12 @@ def _ip_text(version: int, hi: int, lo: int) -> str:
 def mac_texts(macs: NDArray[np.uint64]) -> list[str | None]:
     """Return each MAC in RFC 7042 form (AA-BB-CC-DD-EE-FF), None for 0 (no MAC on that link)."""
     uniq, inverse = np.unique(macs, return_inverse=True)
-    texts = [_mac_text(int(m)) if m else None for m in uniq.tolist()]
+    texts = [mac_text(int(m)) if m else None for m in uniq.tolist()]
     return [texts[i] for i in inverse.ravel().tolist()]
 
 
-def _mac_text(mac: int) -> str:
+def mac_text(mac: int) -> str:
+    """Return one MAC in RFC 7042 form, AA-BB-CC-DD-EE-FF."""
     return mac.to_bytes(6, "big").hex("-").upper()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from auditor.devices.types import DeviceRecord
-from auditor.output._text import iso_times
+from auditor.output._text import iso_times, mac_text
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = (
@@ -28,14 +28,10 @@ def _time(ns: int) -> str:
     return iso_times(np.array([ns], dtype=np.int64))[0]
 
 
-def _mac(mac: int) -> str:
-    return mac.to_bytes(6, "big").hex("-").upper()
-
-
 def device_document(d: DeviceRecord) -> dict[str, Any]:
     """Return one device as JSON-ready data (ECS-like names where ECS has them)."""
     doc: dict[str, Any] = {
-        "mac": _mac(d.mac),
+        "mac": mac_text(d.mac),
         "role": d.role,
         "first_seen": _time(d.first_ns),
         "last_seen": _time(d.last_ns),
@@ -83,7 +79,7 @@ def write_devices_csv(devices: Iterable[DeviceRecord], stream: TextIO) -> int:
     for d in devices:
         v = d.vendor
         row = [
-            _mac(d.mac), d.role, v.name if v else "", v.vendor_id if v else "", v.device_class if v else "",
+            mac_text(d.mac), d.role, v.name if v else "", v.vendor_id if v else "", v.device_class if v else "",
             ";".join(m.list_id for m in v.lists) if v else "", f"{v.confidence:.2f}" if v else "",
             v.how if v else "", d.oui.block if d.oui else "", d.oui.organization if d.oui else "",
             "yes" if d.locally_administered else "no", " ".join(a.ip for a in d.addresses),
