@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.capture.pcap import PCAP_MAGIC_NS, PCAP_MAGIC_US, PcapSource
-from auditor.capture.types import LINKTYPE_RAW, Batch
+from auditor.capture.types import LINKTYPE_RAW
 from auditor.errors import CaptureError
+from tests.capture._helpers import frames, payload
 
 Record = tuple[int, int, bytes, int | None]  # ts_sec, ts_frac, captured bytes, orig_len (None: = caplen)
 
@@ -37,36 +38,6 @@ def pcap_bytes(
 
 def source(blob: bytes, chunk_bytes: int = 8 << 20, name: str = "t.pcap") -> PcapSource:
     return PcapSource(io.BufferedReader(io.BytesIO(blob)), name, chunk_bytes)
-
-
-def frames(src: PcapSource, max_frames: int = 65536) -> list[tuple[int, int, int, int, bytes]]:
-    """Return (ts_ns, caplen, wirelen, linktype, bytes) of every frame, checking batch invariants."""
-    out = []
-    expected_first = 1
-    for batch in src.batches(max_frames):
-        assert isinstance(batch, Batch)
-        assert 0 < len(batch) <= max_frames
-        assert batch.first_frame == expected_first
-        expected_first += len(batch)
-        assert batch.ts_ns.dtype == np.int64 and batch.caplen.dtype == np.uint32
-        assert batch.wirelen.dtype == np.uint32 and batch.offset.dtype == np.int64
-        assert batch.linktype.dtype == np.uint16 and batch.data.dtype == np.uint8
-        for i in range(len(batch)):
-            out.append(
-                (
-                    int(batch.ts_ns[i]),
-                    int(batch.caplen[i]),
-                    int(batch.wirelen[i]),
-                    int(batch.linktype[i]),
-                    batch.frame(i),
-                )
-            )
-    assert src.stats.frames == len(out)
-    return out
-
-
-def payload(n: int, seed: int = 0) -> bytes:
-    return bytes((seed + i) % 251 for i in range(n))
 
 
 SAMPLE: list[Record] = [

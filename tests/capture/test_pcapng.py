@@ -24,6 +24,7 @@ from auditor.capture.pcapng import (
 )
 from auditor.capture.types import LINKTYPE_RAW
 from auditor.errors import CaptureError
+from tests.capture._helpers import frames, payload
 
 
 def pad4(b: bytes) -> bytes:
@@ -80,33 +81,6 @@ def spb(data: bytes, orig: int | None = None, order: str = "<") -> bytes:
 
 def source(blob: bytes, chunk_bytes: int = 8 << 20, name: str = "t.pcapng") -> PcapngSource:
     return PcapngSource(io.BufferedReader(io.BytesIO(blob)), name, chunk_bytes)
-
-
-def frames(src: PcapngSource, max_frames: int = 65536) -> list[tuple[int, int, int, int, bytes]]:
-    """Return (ts_ns, caplen, wirelen, linktype, bytes) of every frame, checking batch invariants."""
-    out = []
-    expected_first = 1
-    for batch in src.batches(max_frames):
-        assert 0 < len(batch) <= max_frames
-        assert batch.first_frame == expected_first
-        expected_first += len(batch)
-        assert batch.linktype.dtype == np.uint16 and batch.ts_ns.dtype == np.int64
-        for i in range(len(batch)):
-            out.append(
-                (
-                    int(batch.ts_ns[i]),
-                    int(batch.caplen[i]),
-                    int(batch.wirelen[i]),
-                    int(batch.linktype[i]),
-                    batch.frame(i),
-                )
-            )
-    assert src.stats.frames == len(out)
-    return out
-
-
-def payload(n: int, seed: int = 0) -> bytes:
-    return bytes((seed + i) % 251 for i in range(n))
 
 
 def test_pcapng_reads_epb_with_default_microsecond_resolution() -> None:
