@@ -14,8 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/auditor analyze $(DEMO) --out out/demo
-	@echo "out/demo: flows.jsonl, devices.json, devices.csv, summary.json"
+	$(BIN)/auditor analyze $(DEMO) --rules rules/examples --out out/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check auditor tests bench pcaps

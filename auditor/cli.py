@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
 import json
+import logging
 import os
 import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,17 +24,21 @@ from auditor.devices.oui import OuiRegistry, mac_text
 from auditor.devices.table import DeviceTable
 from auditor.devices.types import DeviceRecord
 from auditor.devices.vendors import VendorCatalog, load_vendors
-from auditor.devices.verdicts import device_records
+from auditor.devices.verdicts import VerdictCache, device_records
 from auditor.errors import AuditorError, OutputError
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import FlowRecords
+from auditor.output.alerts import service_text, write_alerts_jsonl
 from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices_csv, write_devices_json
 from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
-from auditor.paths import default_rules_dir, state_dir
+from auditor.paths import rule_path, state_dir
 from auditor.pipeline import RunStats, analyze_files
+from auditor.policy.evaluate import PolicyJudge
+from auditor.policy.load import RuleSet, Vocabulary, load_rules
+from auditor.policy.types import SEVERITIES, Alert
 from auditor.runtime import bound_heap_growth
 
 app = typer.Typer(
@@ -38,6 +48,7 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True, soft_wrap=True)
+logger = logging.getLogger("auditor")
 
 
 def _version(value: bool) -> None:
@@ -74,10 +85,27 @@ class _ProgressReporter:
         self._progress.update(self._task, completed=task.total or task.completed)
 
 
+class Severity(StrEnum):
+    """--fail-on choices, lowest first."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
 @app.command()
 def analyze(
     captures: Annotated[list[Path], typer.Argument(help="pcap / pcapng files, optionally gzip-compressed.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for flows.jsonl and summary.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs (created if missing).")],
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option("--rules", "-r", help="Rule file or folder of them (repeat; default: the shipped policies)."),
+    ] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option("--fail-on", help="Exit 1 when an alert of this severity or higher exists.", case_sensitive=False),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="auditor.toml settings file.")] = None,
     local_net: Annotated[
         list[str] | None,
@@ -89,21 +117,59 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,
 ) -> None:
-    """Read capture files; write OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json."""
+    """Read capture files; judge each flow against the rule files; write OUT/alerts.jsonl (ECS, one per
+    device x destination x rule), OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json."""
     try:
-        stats, records = _analyze(captures, out, config, local_net, quiet, vendors)
+        run = _analyze(captures, out, config, local_net, quiet, vendors, rules)
     except AuditorError as exc:
         err_console.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
-    summary = stats.to_dict()
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.write(json.dumps(run.summary, indent=2) + "\n")
     elif not quiet:
-        _print_summary(stats, records, out)
-    for line in stats.errors:
+        _print_summary(run, out)
+    for line in run.stats.errors:
         err_console.print(f"error: {escape(line)}", highlight=False)
-    if stats.errors:
+    if run.stats.errors:
         raise typer.Exit(2)
+    if fail_on is not None and run.alerts.worst >= SEVERITIES.index(fail_on.value):
+        raise typer.Exit(1)
+
+
+TOP_ALERTS = 10
+
+
+class _AlertTally:
+    """Counts alerts by severity and keeps the top ones for the console, as they stream to the file."""
+
+    def __init__(self) -> None:
+        self.by_severity: Counter[str] = Counter()
+        self.worst = -1
+        """Rank of the most severe alert (index in SEVERITIES), -1 when there is none."""
+        self._top: list[tuple[int, int, int, Alert]] = []  # a min-heap of (rank, bytes, -seq, alert)
+
+    def count(self, alerts: Iterable[Alert]) -> Iterator[Alert]:
+        for seq, alert in enumerate(alerts):
+            self.by_severity[alert.severity] += 1
+            self.worst = max(self.worst, alert.severity_rank)
+            item = (alert.severity_rank, alert.source_bytes + alert.destination_bytes, -seq, alert)
+            if len(self._top) < TOP_ALERTS:
+                heapq.heappush(self._top, item)
+            elif item[:3] > self._top[0][:3]:
+                heapq.heapreplace(self._top, item)
+            yield alert
+
+    def top(self) -> list[Alert]:
+        """Return the most severe alerts, the largest first within a severity."""
+        return [item[3] for item in sorted(self._top, key=lambda i: i[:3], reverse=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    stats: RunStats
+    devices: list[DeviceRecord]
+    alerts: _AlertTally
+    summary: dict[str, Any]
 
 
 def _analyze(
@@ -113,12 +179,17 @@ def _analyze(
     local_net: list[str] | None,
     quiet: bool,
     vendors_file: Path | None,
-) -> tuple[RunStats, list[DeviceRecord]]:
+    rule_paths: list[Path] | None,
+) -> _Run:
     bound_heap_growth()
     settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
-    catalog = _vendor_catalog(vendors_file)  # read before any packet: a bad rule file stops the run
+    # every rule file is read before any packet or output: a bad one stops the run and overwrites nothing
+    catalog = _vendor_catalog(vendors_file)
+    ruleset = _rule_set(rule_paths, catalog)
+    registry = OuiRegistry.default(state_dir())
     local = LocalNetworks(settings.local_networks)
     devices = DeviceTable(local.contains)
+    judge = PolicyJudge(ruleset, VerdictCache(registry, catalog), local.contains)
     try:
         out.mkdir(parents=True, exist_ok=True)
         flows_file = open(out / "flows.jsonl", "wb")  # noqa: SIM115 - closed below, after the run
@@ -140,31 +211,57 @@ def _analyze(
                 columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
                 with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
                     reporter = _ProgressReporter(progress)
-                    stats = analyze_files(captures, settings, sink, reporter=reporter, devices=devices)
+                    stats = analyze_files(
+                        captures, settings, sink, reporter=reporter, devices=devices, policy=judge
+                    )
             else:
-                stats = analyze_files(captures, settings, sink, devices=devices)
+                stats = analyze_files(captures, settings, sink, devices=devices, policy=judge)
         finally:
             sink.close()
-    records = device_records(devices, OuiRegistry.default(state_dir()), catalog)
+    records = device_records(devices, registry, catalog)
+    alerts = _AlertTally()
     try:
         with open(out / "devices.json", "wb") as fj:
             write_devices_json(records, fj)
         with open(out / "devices.csv", "w", encoding="utf-8", newline="") as fc:
             write_devices_csv(records, fc)
+        with open(out / "alerts.jsonl", "wb") as fa:
+            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa)  # streamed: there may be 100k
     except OSError as exc:
-        raise OutputError(f"{out}: cannot write the device inventory: {exc.strerror or exc}") from exc
+        raise OutputError(f"{out}: cannot write the outputs: {exc.strerror or exc}") from exc
+    if judge.dropped_findings:
+        stats.files[-1].warnings.append(
+            f"{judge.dropped_findings:,} findings not summed: the alert limit ({judge.max_alerts:,}) was reached"
+        )
     summary = stats.to_dict()
     summary["devices"] = len(records)
     summary["vendor_catalog"] = catalog.source if catalog else None
+    summary["rules"] = [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in ruleset.sources]
+    summary["flows_judged"] = judge.flows_judged
+    summary["findings"] = judge.findings
+    summary["alerts"] = sum(alerts.by_severity.values())
+    summary["alerts_by_severity"] = {sev: alerts.by_severity[sev] for sev in SEVERITIES}
     _write_json(out / "summary.json", summary)
-    return stats, records
+    return _Run(stats, records, alerts, summary)
 
 
 def _vendor_catalog(path: Path | None) -> VendorCatalog | None:
-    if path is None:
-        rules = default_rules_dir()
-        path = rules / "vendors.yaml" if rules is not None and (rules / "vendors.yaml").is_file() else None
+    path = path or rule_path("vendors.yaml")
     return load_vendors(path) if path is not None else None
+
+
+def _rule_set(paths: list[Path] | None, catalog: VendorCatalog | None) -> RuleSet:
+    if not paths:
+        shipped = rule_path("policies")
+        if shipped is None:
+            logger.warning("no rule files found (rules/policies): flows are not judged")
+            return RuleSet((), ())
+        paths = [shipped]
+    vocabulary = Vocabulary(
+        vendors=frozenset(v.id for v in catalog.vendors) if catalog else None,
+        lists=frozenset(catalog.lists) if catalog else None,
+    )
+    return load_rules(paths, vocabulary)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -176,9 +273,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
-def _print_summary(stats: RunStats, records: list[DeviceRecord], out: Path) -> None:
+def _print_summary(run: _Run, out: Path) -> None:
     from rich.table import Table  # imported here: runs under systemd or in pipes never need it
 
+    stats = run.stats
     console = Console(stderr=False, highlight=False)
     table = Table(title="span-auditor: analyze", show_header=True, header_style="bold")
     table.add_column("file")
@@ -200,8 +298,44 @@ def _print_summary(stats: RunStats, records: list[DeviceRecord], out: Path) -> N
         console.print(f"skipped: {escape(reasons)}")
     for w in stats.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")
-    _print_devices(console, records)
-    console.print(f"wrote flows.jsonl, devices.json, devices.csv and summary.json in {escape(str(out))}")
+    _print_devices(console, run.devices)
+    _print_alerts(console, run.alerts.top(), run.summary)
+    console.print(
+        f"wrote alerts.jsonl, flows.jsonl, devices.json, devices.csv and summary.json in {escape(str(out))}"
+    )
+
+
+SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+def _print_alerts(console: Console, top: list[Alert], summary: dict[str, Any]) -> None:
+    """Say how many alerts of each severity, and show the most severe (then largest) ones."""
+    from rich.table import Table
+
+    rules = ", ".join(r["path"] for r in summary["rules"]) or "none"
+    counts = ", ".join(f"{n} {sev}" for sev, n in reversed(summary["alerts_by_severity"].items()) if n)
+    console.print(
+        f"{summary['alerts']:,} alerts ({counts or 'none'}) from {summary['findings']:,} of "
+        f"{summary['flows_judged']:,} judged flows; rules: {escape(rules)}"
+    )
+    if not top:
+        return
+    title = f"top findings ({len(top)} of {summary['alerts']:,}; all in alerts.jsonl)"
+    table = Table(title=title, show_header=True, header_style="bold")
+    for column in ("severity", "device", "destination", "sent", "rule"):
+        table.add_column(column, justify="right" if column == "sent" else "left",
+                         min_width=17 if column == "device" else None, overflow="fold")
+    for a in top:
+        device = mac_text(a.device_mac) if a.device_mac else ", ".join(a.source_ips)
+        if a.vendor:
+            device += f"\n{a.vendor.vendor_id}" + "".join(f" {e.list_id}" for e in a.vendor.lists)
+        services = " ".join(service_text(p, q) for p, q in a.services)
+        style = SEVERITY_STYLE[a.severity]
+        table.add_row(
+            f"[{style}]{a.severity}[/{style}]", escape(device), escape(f"{a.destination_ip}\n{services}"),
+            f"{a.source_bytes:,} B\n{a.flows:,} flow{'s' if a.flows > 1 else ''}", escape(a.rule_id),
+        )
+    console.print(table)
 
 
 def _print_devices(console: Console, records: list[DeviceRecord]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 
@@ -17,10 +18,27 @@ def state_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "auditor"
 
 
-def default_rules_dir() -> Path | None:
-    """Return where the shipped rule files are: $CONFIGURATION_DIRECTORY, else the source tree's rules/."""
-    given = os.environ.get("CONFIGURATION_DIRECTORY")
-    if given:
-        return Path(given.split(":")[0])
+SHARE_RULES = Path("share") / "span-auditor" / "rules"
+"""Where a wheel installs the shipped rules/, under the installation prefix (pyproject data-files)."""
+
+
+def shipped_rules_dir() -> Path | None:
+    """Return the shipped rules/: the source tree's (a checkout, an editable install), else the installed copy."""
     tree = Path(__file__).resolve().parents[1] / "rules"
-    return tree if tree.is_dir() else None
+    if tree.is_dir():
+        return tree
+    installed = Path(sys.prefix) / SHARE_RULES
+    return installed if installed.is_dir() else None
+
+
+def rule_path(name: str) -> Path | None:
+    """Return rule file or folder `name`: from $CONFIGURATION_DIRECTORY when it has it, else the shipped one."""
+    given = os.environ.get("CONFIGURATION_DIRECTORY")
+    bases = [Path(given.split(":")[0])] if given else []
+    shipped = shipped_rules_dir()
+    if shipped is not None:
+        bases.append(shipped)
+    for base in bases:
+        if (base / name).exists():
+            return base / name
+    return None

@@ -25,6 +25,7 @@ from auditor.flows.localnet import LocalNetworks
 from auditor.flows.payloads import PayloadRegistry
 from auditor.flows.table import FlowOptions, FlowTable
 from auditor.flows.types import END_REASONS, FlowRecords
+from auditor.policy.evaluate import PolicyJudge
 
 logger = logging.getLogger(__name__)
 
@@ -143,13 +144,15 @@ def analyze_files(
     batch_frames: int = DEFAULT_BATCH_FRAMES,
     prefetch: bool = True,
     devices: DeviceTable | None = None,
+    policy: PolicyJudge | None = None,
 ) -> RunStats:
     """Read the capture files in order through one flow table; hand finished flows to `sink`.
 
     Files share the table, so a flow that spans two consecutive files of a rotated capture stays
     one flow. A file that cannot be read is recorded in the stats and the next one still runs.
     With `prefetch`, each file is read by a forked child process (capture.prefetch). With
-    `devices`, finished flows and non-IP frames also update that device table.
+    `devices`, finished flows and non-IP frames also update that device table; with `policy`,
+    finished flows are judged against the rule files as they end.
     """
     reporter = reporter or SilentReporter()
     stats = RunStats()
@@ -165,6 +168,8 @@ def analyze_files(
             )
             if devices is not None:
                 devices.add_flows(records)
+            if policy is not None:
+                policy.judge(records)
             sink(records)
 
     for path in paths:

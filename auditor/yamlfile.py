@@ -82,6 +82,15 @@ class _Converter:
                                 f"bad value: {exc}") from exc
 
 
+class LocatedError(ValueError):
+    """A check across fields (a repeated id, a dangling reference) that knows where in the file it
+    failed: raised in a model validator, whose own location would stop at the model."""
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 def validate(path: Path, data: Any, lines: dict[Loc, int], model: type[T]) -> T:
     """Validate `data` as `model` (a pydantic model); a RuleFileError names file:line: field."""
     from pydantic import TypeAdapter, ValidationError
@@ -89,9 +98,19 @@ def validate(path: Path, data: Any, lines: dict[Loc, int], model: type[T]) -> T:
     try:
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # a misspelt key shows up twice: as an unknown field and as a missing one; name the typo
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        inner = err.get("ctx", {}).get("error")
+        if isinstance(inner, LocatedError):
+            raise located(path, lines, inner.loc, str(inner)) from exc
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         raise RuleFileError(str(path), line_of(lines, loc), field_name(loc), _message(err)) from exc
+
+
+def located(path: Path, lines: dict[Loc, int], loc: Loc, message: str) -> RuleFileError:
+    """Return the error for a problem at `loc` of a loaded file: file:line: field: message."""
+    return RuleFileError(str(path), line_of(lines, loc), field_name(loc) or None, message)
 
 
 def line_of(lines: dict[Loc, int], loc: Loc) -> int | None:

@@ -63,6 +63,7 @@ HOSTS = [GATEWAY, VMS, HIKVISION_CAM, AXIS_CAM, DAHUA_NVR, EZVIZ_CAM, PC, SCANNE
 EASY4IP = "203.0.113.50"
 EXAMPLE_WEB = "198.51.100.10"
 EZVIZ_PEER = "198.51.100.77"
+IMAGE_SINK = "203.0.113.80"  # where the Nuctech scanner uploads its images (HTTP 8080)
 
 
 def filler(n: int, salt: int = 0) -> bytes:
@@ -157,6 +158,13 @@ class Tcp:
 
     def ack(self, t: float, from_client: bool) -> None:
         self._seg(t, from_client, "A")
+
+    def send_segments(self, t: float, from_client: bool, data: bytes, gap: float, mss: int = 1460) -> float:
+        """Send data as MSS-sized segments gap seconds apart (PSH on the last); return the last one's time."""
+        chunks = [data[i : i + mss] for i in range(0, len(data), mss)]
+        for i, chunk in enumerate(chunks):
+            self._seg(t + gap * i, from_client, "PA" if i == len(chunks) - 1 else "A", chunk)
+        return t + gap * (len(chunks) - 1)
 
     def close(self, t: float, from_client: bool, rtt: float) -> float:
         """Add FIN-ACK, FIN-ACK, ACK starting from one side; return the time of the last one."""
@@ -538,11 +546,132 @@ def axis_camera(site: Site, t0: float) -> None:
 
 
 def dahua_nvr(site: Site, t0: float) -> None:
-    """Dahua NVR: resolves its P2P cloud name through the site resolver, then opens TLS 443 to it."""
+    """Dahua NVR: resolves its P2P cloud name through the site resolver, then opens TLS 443 to it;
+    later the VMS pulls its stream over RTSP (TCP 554, interleaved RTP)."""
     nvr = DAHUA_NVR
     arp_exchange(site, t0, nvr, GATEWAY)
     dns_exchange(site, t0 + 0.01, nvr, GATEWAY.ip, 0x4D21, 40123, "www.easy4ipcloud.com", EASY4IP, rtt=0.031)
     tls_session(site, t0 + 0.1, nvr, EASY4IP, 41234, "www.easy4ipcloud.com", salt=1, rtt=0.180)
+    dahua_rtsp(site, t0 + 8.0)
+
+
+def dahua_rtsp(site: Site, t0: float) -> None:
+    """The VMS pulls the Dahua NVR's stream over RTSP: OPTIONS, DESCRIBE -> 401, DESCRIBE -> 200, SETUP, PLAY,
+    8 interleaved RTP frames, TEARDOWN, FIN.
+
+    Banners from ../shared/research/fingerprints.md B13: Dahua's RTSP server answers with
+    `Server: Dahua Rtsp Server` (recog rtsp_servers.xml; nmap), and its digest realm is `Login to <serial>`
+    (recog/nmap, seen on Lorex, a Dahua OEM). The serial, nonce and digest response are made up.
+    """
+    nvr, vms = DAHUA_NVR, VMS
+    serial = "7K0DEMO0030"
+    realm = f"Login to {serial}"
+    server = "Server: Dahua Rtsp Server"
+    url = f"rtsp://{nvr.ip}:554/cam/realmonitor?channel=1&subtype=0"
+    ua = "User-Agent: LibVLC/3.0.18 (LIVE555 Streaming Media v2016.11.28)"
+    nonce = "a4f1c2e3b5d6978801f2e3d4c5b6a798"
+    c = Tcp(site, vms.ip, nvr.ip, 50562, 554, 0x2C00_0001, 0x6D00_0001)
+    t = c.handshake(t0, 0.0004)
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            f"o=- {START_S} {START_S} IN IP4 {nvr.ip}",
+            "s=Media Server",
+            "c=IN IP4 0.0.0.0",
+            "t=0 0",
+            "a=control:*",
+            "a=range:npt=now-",
+            "m=video 0 RTP/AVP 96",
+            "a=control:trackID=0",
+            "a=framerate:25.000000",
+            "a=rtpmap:96 H264/90000",
+            "a=recvonly",
+            "",
+        ]
+    )
+    auth = (
+        f'Authorization: Digest username="admin", realm="{realm}", '
+        f'nonce="{nonce}", uri="{url}", response="7d3e9a1b2c4f5e6d8a9b0c1d2e3f4a5b"'
+    )
+    session = "Session: 3021554877"
+    exchange = [
+        (
+            rtsp([f"OPTIONS {url} RTSP/1.0", "CSeq: 1", ua]),
+            rtsp(
+                [
+                    "RTSP/1.0 200 OK",
+                    "CSeq: 1",
+                    server,
+                    "Public: OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, PAUSE, TEARDOWN, SET_PARAMETER, GET_PARAMETER",
+                ]
+            ),
+        ),
+        (
+            rtsp([f"DESCRIBE {url} RTSP/1.0", "CSeq: 2", ua, "Accept: application/sdp"]),
+            rtsp(
+                [
+                    "RTSP/1.0 401 Unauthorized",
+                    "CSeq: 2",
+                    server,
+                    f'WWW-Authenticate: Digest realm="{realm}", nonce="{nonce}", stale="FALSE"',
+                ]
+            ),
+        ),
+        (
+            rtsp([f"DESCRIBE {url} RTSP/1.0", "CSeq: 3", auth, ua, "Accept: application/sdp"]),
+            rtsp(
+                [
+                    "RTSP/1.0 200 OK",
+                    "CSeq: 3",
+                    server,
+                    "Content-Type: application/sdp",
+                    f"Content-Base: {url}/",
+                    f"Content-Length: {len(sdp)}",
+                ],
+                sdp,
+            ),
+        ),
+        (
+            rtsp(
+                [
+                    f"SETUP {url}/trackID=0 RTSP/1.0",
+                    "CSeq: 4",
+                    auth,
+                    ua,
+                    "Transport: RTP/AVP/TCP;unicast;interleaved=0-1",
+                ]
+            ),
+            rtsp(
+                [
+                    "RTSP/1.0 200 OK",
+                    "CSeq: 4",
+                    server,
+                    f"{session};timeout=60",
+                    "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=5D1E3A70",
+                ]
+            ),
+        ),
+        (
+            rtsp([f"PLAY {url}/ RTSP/1.0", "CSeq: 5", auth, ua, session, "Range: npt=0.000-"]),
+            rtsp(["RTSP/1.0 200 OK", "CSeq: 5", server, session, f"RTP-Info: url={url}/trackID=0;seq=8800;rtptime=0"]),
+        ),
+    ]
+    for request, response in exchange:
+        c.send(t + 0.01, True, request)
+        c.send(t + 0.0125, False, response)
+        c.ack(t + 0.0127, True)
+        t += 0.02
+    # interleaved RTP (RFC 2326 §10.12) carrying H.264 FU-A fragments, as for the Hikvision camera
+    for i in range(8):
+        rtp = struct.pack(">BBHII", 0x80, 96 | (0x80 if i % 4 == 3 else 0), 8800 + i, 3600 * (i // 4), 0x5D1E3A70)
+        nal = bytes([0x7C, (0x85 if i % 4 == 0 else 0x05) | (0x40 if i % 4 == 3 else 0)]) + filler(900, 40 + i)
+        c.send(t + 0.01 * i, False, b"$\x00" + struct.pack(">H", len(rtp) + len(nal)) + rtp + nal)
+        if i % 2 == 1:
+            c.ack(t + 0.01 * i + 0.0002, True)
+    t += 0.2
+    c.send(t, True, rtsp([f"TEARDOWN {url}/ RTSP/1.0", "CSeq: 6", auth, ua, session]))
+    c.send(t + 0.002, False, rtsp(["RTSP/1.0 200 OK", "CSeq: 6", server, session]))
+    c.close(t + 0.003, True, 0.0004)
 
 
 def ezviz_camera(site: Site, t0: float) -> None:
@@ -595,11 +724,32 @@ def pc(site: Site, t0: float) -> None:
 
 
 def nuctech_scanner(site: Site, t0: float) -> None:
-    """Nuctech screening scanner on VLAN 20: syslog to its workstation (placeholder messages)."""
+    """Nuctech screening scanner on VLAN 20: syslog to its workstation (placeholder messages), then an
+    HTTP POST of a scan image to a public address (routed through the gateway)."""
     for i, msg in enumerate(["system started", "self-test passed", "heartbeat"]):
         stamp = f"2026-11-02T09:00:{int(t0) + 5 * i:02d}.000Z"
         line = f"<134>1 {stamp} scanner-01 scanctl 1201 - - {msg}"
         site.udp(t0 + 5 * i, SCANNER.ip, WORKSTATION.ip, 40514, 514, line.encode())
+
+    # the image: JPEG SOI + APP0 "JFIF" header (FF D8 FF E0 ...), fixed filler, EOI; 4,000 bytes in all
+    jfif = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    image = jfif + filler(4000 - len(jfif) - 2, 60) + b"\xff\xd9"
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: {IMAGE_SINK}:8080\r\nUser-Agent: scanctl/1.2\r\n"
+        f"Content-Type: image/jpeg\r\nContent-Length: {len(image)}\r\n\r\n"
+    ).encode()
+    c = Tcp(site, SCANNER.ip, IMAGE_SINK, 49810, 8080, 0x3D00_0001, 0x7E00_0001)
+    rtt = 0.090
+    t = c.handshake(t0 + 11.0, rtt)
+    t = c.send_segments(t + 0.001, True, head + image, gap=0.0002)
+    c.ack(t + rtt, False)
+    c.send(
+        t + rtt + 0.015,
+        False,
+        b"HTTP/1.1 201 Created\r\nLocation: /upload/scan-000001.jpg\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    c.ack(t + rtt + 0.0152, True)
+    c.close(t + rtt + 0.016, True, rtt)
 
 
 DEVICES: list[tuple[Callable[[Site, float], None], float]] = [

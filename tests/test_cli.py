@@ -163,3 +163,98 @@ def test_oui_update_from_junk_is_a_one_line_error(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 2
     assert result.output.count("error:") == 1 and "junk" in result.output
     assert not (tmp_path / "state" / "oui.tsv.gz").exists()
+
+
+def _alerts(out: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
+
+
+def test_analyze_judges_flows_by_the_shipped_policy_without_rules(small_pcap: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (alert,) = _alerts(out)
+    assert alert["rule"]["id"] == "listed-vendor-local-only"  # type: ignore[index]
+    assert alert["rule"]["ruleset"] == "default"  # type: ignore[index]
+    assert alert["source"] == {"ip": CAM, "mac": "4C-BD-8F-11-22-33", "packets": 1, "bytes": 142}
+    assert alert["destination"] == {"ip": CLOUD, "port": 6000, "packets": 0, "bytes": 0}
+    assert alert["event"]["severity"] == 73  # type: ignore[index]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["alerts"], summary["alerts_by_severity"]["high"], summary["findings"]) == (1, 1, 1)
+    assert summary["flows_judged"] == 2  # the camera started both flows; the VMS is governed by no policy
+    assert [Path(r["path"]).name for r in summary["rules"]] == ["default.yaml"]
+    assert "1 alerts (1 high)" in result.output
+    assert "203.0.113.50" in result.output
+
+
+@pytest.mark.parametrize(("level", "code"), [("low", 1), ("medium", 1), ("high", 1), ("critical", 0), ("HIGH", 1)])
+def test_analyze_fail_on_exits_1_at_or_above_the_level(small_pcap: Path, tmp_path: Path, level: str,
+                                                       code: int) -> None:
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(tmp_path / "o"), "-q", "--fail-on", level])
+    assert result.exit_code == code, result.output
+    assert (tmp_path / "o" / "alerts.jsonl").is_file()
+
+
+def test_analyze_fail_on_unknown_level_is_a_usage_error(small_pcap: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(tmp_path / "o"), "--fail-on", "urgent"])
+    assert result.exit_code == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_analyze_rules_that_approve_the_flow_give_no_alert(small_pcap: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "site.yaml"
+    rules.write_text(
+        "version: 1\npolicies:\n  - id: cams\n    name: Cameras\n    devices:\n      - vendors: hikvision\n"
+        "    allow:\n      - local: true\n      - networks: 203.0.113.0/24\n        protocols: udp\n"
+        "        ports: 6000-6001\n    severity: critical\n"
+    )
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(out), "--rules", str(rules),
+                                 "--fail-on", "low", "-q"])
+    assert result.exit_code == 0, result.output
+    assert _alerts(out) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["flows_judged"], summary["findings"]) == (2, 0)
+
+
+def test_analyze_bad_rule_file_is_one_line_exit_2_and_leaves_earlier_output(small_pcap: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["analyze", str(small_pcap), "--out", str(out), "-q"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "site.yaml"
+    bad.write_text("version: 1\npolicies:\n  - id: cams\n    name: Cameras\n    devices:\n      - classes: camera\n"
+                   "    allow:\n      - networks: 10.0.0.300/32\n    severity: high\n")
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(out), "--rules", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: {bad}:8: policies[0].allow[0].networks[0]: '10.0.0.300/32' is not a network "
+        "(an address or CIDR such as 10.0.0.0/8)"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_analyze_capture_error_wins_over_fail_on(small_pcap: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture")
+    result = runner.invoke(app, ["analyze", str(junk), str(small_pcap), "--out", str(tmp_path / "o"), "-q",
+                                 "--fail-on", "low"])
+    assert result.exit_code == 2
+    assert len(_alerts(tmp_path / "o")) == 1
+
+
+def test_alert_tally_counts_every_alert_and_keeps_the_most_severe_then_largest() -> None:
+    from auditor.cli import TOP_ALERTS, _AlertTally
+    from auditor.policy.types import Alert
+
+    def alert(i: int, severity: str, sent: int) -> Alert:
+        return Alert(f"id{i}", "r", "R", "rs", None, "f:1", severity, i + 1, None, ("10.0.0.1",), "203.0.113.1",
+                     False, ((6, 443),), (), 1, 1, sent, 1, 0, 0, 1, (), ())
+
+    alerts = [alert(i, ("low", "medium", "high", "critical")[i % 4], sent=i) for i in range(40)]
+    tally = _AlertTally()
+    assert list(tally.count(alerts)) == alerts  # passes every alert through, in order
+    assert dict(tally.by_severity) == {"low": 10, "medium": 10, "high": 10, "critical": 10}
+    assert tally.worst == 3
+    expected = sorted(alerts, key=lambda a: (a.severity_rank, a.source_bytes), reverse=True)[:TOP_ALERTS]
+    assert [a.alert_id for a in tally.top()] == [a.alert_id for a in expected]
+    assert _AlertTally().top() == [] and _AlertTally().worst == -1

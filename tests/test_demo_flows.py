@@ -17,6 +17,21 @@ EXPECTED = {
     ("tcp", "192.168.10.30", 41234, "203.0.113.50", 443, 7, 4, "outbound", None, "3C-EF-8C-30-10-30", "tcp-close"),
     ("tcp", "192.168.10.100", 51001, "198.51.100.10", 443, 7, 4, "outbound", None, "00-1B-21-3A-4B-5C", "tcp-close"),
     ("tcp", "192.168.10.5", 50880, "192.168.10.22", 80, 4, 4, "internal", None, "00-14-22-0A-00-05", "tcp-close"),
+    ("tcp", "192.168.10.5", 50562, "192.168.10.30", 554, 19, 16, "internal", None, "00-14-22-0A-00-05", "tcp-close"),
+    # FIN both ways at 41.29 s, but the capture ends (42.06 s) inside the 5 s close linger
+    (
+        "tcp",
+        "192.168.20.15",
+        49810,
+        "203.0.113.80",
+        8080,
+        8,
+        4,
+        "outbound",
+        "20",
+        "C0-9B-F4-B1-02-15",
+        "end-of-capture",
+    ),
     ("udp", "192.168.10.21", 123, "192.168.10.1", 123, 1, 1, "internal", None, "4C-BD-8F-21-10-21", "end-of-capture"),
     ("udp", "192.168.10.100", 51000, "192.168.10.1", 53, 1, 1, "internal", None, "00-1B-21-3A-4B-5C", "end-of-capture"),
     ("udp", "192.168.10.1", 67, "192.168.10.22", 68, 2, 0, "internal", None, "00-0C-42-1A-2B-01", "end-of-capture"),
@@ -105,7 +120,7 @@ def test_demo_capture_gives_the_documented_flows(tmp_path: Path) -> None:
         assert net["community_id"].startswith("1:")
     assert got == EXPECTED
     summary = orjson.loads((out / "summary.json").read_bytes())
-    assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (103, 96, 7, 14)
+    assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (150, 143, 7, 16)
     assert summary["skipped"] == {}
 
 
@@ -135,5 +150,6 @@ def test_demo_capture_gives_the_documented_devices(tmp_path: Path) -> None:
         "C0-9B-F4-B1-02-15": ("host", "nuctech", "screening-scanner", ["entity-list"], ["192.168.20.15"]),
     }
     assert devices["C0-9B-F4-B1-02-15"]["vlans"] == [20]
+    assert devices["00-0C-42-1A-2B-01"]["vlans"] == [20]  # it routes the scanner's upload, tagged VLAN 20
     assert devices["58-8F-CF-40-10-40"]["vendor"]["parents"] == ["hikvision"]
     assert (out / "devices.csv").read_text().count("\n") == 9

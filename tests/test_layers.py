@@ -16,7 +16,21 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.capture": ("auditor.errors", "auditor.runtime"),
     "auditor.decode": ("auditor.errors", "auditor.capture.types"),
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),
-    "auditor.output": ("auditor.errors", "auditor.runtime", "auditor.flows.types", "auditor.devices.types"),
+    "auditor.output": (
+        "auditor.errors", "auditor.runtime", "auditor.flows.types", "auditor.devices.types", "auditor.policy.types",
+    ),
+    # the policy stage reads rule files and judges flow columns; it reuses the flow stage's vectorised
+    # network matcher and Community ID (for the sample IDs of an alert) rather than copying them
+    "auditor.policy": (
+        "auditor.errors",
+        "auditor.yamlfile",
+        "auditor.devices.types",
+        "auditor.flows.types",
+        "auditor.flows.localnet",
+        "auditor.flows.community_id",
+        "auditor.names.types",
+        "auditor.geo.types",
+    ),
     "auditor.devices": (
         "auditor.errors",
         "auditor.yamlfile",

@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from auditor.devices.oui import PREFIX_BITS, candidate_prefixes
 from auditor.devices.types import OuiMatch
-from auditor.errors import RuleFileError
-from auditor.yamlfile import field_name, line_of, load_yaml, validate
+from auditor.yamlfile import LocatedError, load_yaml, validate
 
 DeviceClass = Literal[
     "camera", "nvr", "screening-scanner", "drone", "radio", "network", "phone", "computer", "iot", "other"
@@ -103,21 +102,21 @@ class VendorFile(_Strict):
         seen: set[str] = set()
         for i, vendor in enumerate(self.vendors):
             if vendor.id in seen:
-                raise _RefError(("vendors", i, "id"), f"vendor id {vendor.id!r} is used twice")
+                raise LocatedError(("vendors", i, "id"), f"vendor id {vendor.id!r} is used twice")
             seen.add(vendor.id)
         pins: dict[tuple[int, int], str] = {}
         names: dict[str, str] = {}
         for i, vendor in enumerate(self.vendors):
             if vendor.parent is not None and vendor.parent not in ids:
-                raise _RefError(("vendors", i, "parent"), f"no vendor with id {vendor.parent!r}")
+                raise LocatedError(("vendors", i, "parent"), f"no vendor with id {vendor.parent!r}")
             for j, member in enumerate(vendor.lists):
                 if member.list not in self.lists:
-                    raise _RefError(("vendors", i, "lists", j, "list"), f"no list with id {member.list!r}")
+                    raise LocatedError(("vendors", i, "lists", j, "list"), f"no list with id {member.list!r}")
             # a pin, brand or name given to two vendors would silently go to the last one
             for j, pin in enumerate(vendor.ouis):
                 owner = pins.setdefault(_parse_pin(pin), vendor.id)
                 if owner != vendor.id:
-                    raise _RefError(("vendors", i, "ouis", j), f"{pin!r} is already pinned to {owner!r}")
+                    raise LocatedError(("vendors", i, "ouis", j), f"{pin!r} is already pinned to {owner!r}")
             for field_name_, values in (("name", (vendor.name,)), ("brands", vendor.brands)):
                 for j, value in enumerate(values):
                     owner = names.setdefault(value.casefold(), vendor.id)
@@ -125,24 +124,16 @@ class VendorFile(_Strict):
                         loc: tuple[str | int, ...] = ("vendors", i, field_name_) + (
                             (j,) if field_name_ == "brands" else ()
                         )
-                        raise _RefError(loc, f"{value!r} already names vendor {owner!r}")
+                        raise LocatedError(loc, f"{value!r} already names vendor {owner!r}")
         parent_of = {v.id: v.parent for v in self.vendors}
         for i, vendor in enumerate(self.vendors):
             seen, current = {vendor.id}, vendor.parent
             while current is not None:
                 if current in seen:
-                    raise _RefError(("vendors", i, "parent"), f"parent chain of {vendor.id!r} loops back")
+                    raise LocatedError(("vendors", i, "parent"), f"parent chain of {vendor.id!r} loops back")
                 seen.add(current)
                 current = parent_of.get(current)
         return self
-
-
-class _RefError(ValueError):
-    """A cross-reference error; carries where it is, since pydantic's location stops at the model."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 def _parse_pin(pin: str) -> tuple[int, int]:
@@ -238,24 +229,4 @@ class VendorCatalog:
 def load_vendors(path: Path) -> VendorCatalog:
     """Load and check a vendor file; RuleFileError (file:line: field: problem) if anything is wrong."""
     data, lines = load_yaml(path)
-    try:
-        parsed = validate(path, data, lines, VendorFile)
-    except RuleFileError as exc:
-        cause = exc.__cause__
-        ref = _find_ref_error(cause)
-        if ref is None:
-            raise
-        loc = ref.loc
-        raise RuleFileError(str(path), line_of(lines, loc), field_name(loc), str(ref)) from exc
-    return VendorCatalog(parsed, str(path))
-
-
-def _find_ref_error(exc: BaseException | None) -> _RefError | None:
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return None
-    for err in errors():
-        inner = err.get("ctx", {}).get("error")
-        if isinstance(inner, _RefError):
-            return inner
-    return None
+    return VendorCatalog(validate(path, data, lines, VendorFile), str(path))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from auditor.devices.oui import OuiRegistry, is_locally_administered
 from auditor.devices.table import Device, DeviceTable
-from auditor.devices.types import DeviceAddress, DeviceRecord, ListEntry, VendorVerdict
+from auditor.devices.types import DeviceAddress, DeviceRecord, ListEntry, OuiMatch, VendorVerdict
 from auditor.devices.vendors import VendorCatalog
+from auditor.flows.types import ip_text
 
 # How much an attribution is worth on its own: a pinned OUI was checked by a person; a registry
 # name match can be an OEM module inside someone else's product (issue #4 adds protocol evidence).
@@ -20,28 +19,51 @@ def device_records(table: DeviceTable, registry: OuiRegistry, catalog: VendorCat
     return [_record(dev, registry, catalog) for _, dev in sorted(table.devices.items())]
 
 
+def vendor_verdict(mac: int, oui: OuiMatch | None, catalog: VendorCatalog) -> VendorVerdict | None:
+    """Return the vendor a MAC is attributed to by the catalog, or None (unknown, local or group MAC)."""
+    match = catalog.vendor_for(mac, oui)
+    if match is None:
+        return None
+    v = match.vendor
+    return VendorVerdict(
+        vendor_id=v.id,
+        name=v.name,
+        device_class=v.default_class,
+        how=match.how,
+        detail=match.detail,
+        confidence=CONFIDENCE[match.how],
+        lists=tuple(
+            ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note) for m in v.lists
+        ),
+        parents=tuple(p.id for p in catalog.parents(v)),
+    )
+
+
+class VerdictCache:
+    """vendor_verdict per MAC, remembered (bounded): the policy stage asks once per MAC per batch."""
+
+    def __init__(self, registry: OuiRegistry, catalog: VendorCatalog | None, max_entries: int = 200_000) -> None:
+        self._registry = registry
+        self._catalog = catalog
+        self._max = max_entries
+        self._known: dict[int, VendorVerdict | None] = {}
+
+    def __call__(self, mac: int) -> VendorVerdict | None:
+        """Return the vendor verdict of `mac` (None when the catalog attributes it to no vendor)."""
+        if mac in self._known:
+            return self._known[mac]
+        verdict = None if self._catalog is None else vendor_verdict(mac, self._registry.lookup(mac), self._catalog)
+        if len(self._known) >= self._max:
+            self._known.clear()  # a flood of distinct MACs: start over rather than grow
+        self._known[mac] = verdict
+        return verdict
+
+
 def _record(dev: Device, registry: OuiRegistry, catalog: VendorCatalog | None) -> DeviceRecord:
     oui = registry.lookup(dev.mac)
-    vendor = None
-    if catalog is not None:
-        match = catalog.vendor_for(dev.mac, oui)
-        if match is not None:
-            v = match.vendor
-            vendor = VendorVerdict(
-                vendor_id=v.id,
-                name=v.name,
-                device_class=v.default_class,
-                how=match.how,
-                detail=match.detail,
-                confidence=CONFIDENCE[match.how],
-                lists=tuple(
-                    ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note)
-                    for m in v.lists
-                ),
-                parents=tuple(p.id for p in catalog.parents(v)),
-            )
+    vendor = None if catalog is None else vendor_verdict(dev.mac, oui, catalog)
     addresses = tuple(
-        DeviceAddress(_ip_text(addr), seen.first_ns, seen.last_ns)
+        DeviceAddress(ip_text(*addr), seen.first_ns, seen.last_ns)
         for addr, seen in sorted(dev.own_addresses().items())
     )
     return DeviceRecord(
@@ -57,8 +79,3 @@ def _record(dev: Device, registry: OuiRegistry, catalog: VendorCatalog | None) -
         oui=oui,
         vendor=vendor,
     )
-
-
-def _ip_text(addr: tuple[int, int, int]) -> str:
-    version, hi, lo = addr
-    return str(ipaddress.IPv4Address(lo) if version == 4 else ipaddress.IPv6Address((hi << 64) | lo))

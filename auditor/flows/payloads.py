@@ -7,7 +7,6 @@ objects. A handler that raises is counted and logged once, never allowed to stop
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from numpy.typing import NDArray
 
 from auditor.decode.types import IPPROTO_TCP, KIND_IP, NO_VLAN, Headers
 from auditor.flows.table import BatchFlows
-from auditor.flows.types import Payload
+from auditor.flows.types import Payload, ip_text
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +105,6 @@ class PayloadRegistry:
         return 1
 
 
-def _ip_text(version: int, hi: int, lo: int) -> str:
-    if version == 4:
-        return str(ipaddress.IPv4Address(lo))
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
-
-
 def _payload(h: Headers, flows: BatchFlows, row: int, flow_pos: int) -> Payload:
     """Build the Payload of batch row `row` (`flow_pos` is its index in `flows`, -1 if not IP)."""
     b = h.batch
@@ -130,8 +123,8 @@ def _payload(h: Headers, flows: BatchFlows, row: int, flow_pos: int) -> Payload:
         ts_ns=int(b.ts_ns[row]),
         ip_version=version,
         ip_proto=int(h.ip_proto[row]),
-        src_ip=_ip_text(version, int(h.src_hi[row]), int(h.src_lo[row])) if version else "",
-        dst_ip=_ip_text(version, int(h.dst_hi[row]), int(h.dst_lo[row])) if version else "",
+        src_ip=ip_text(version, int(h.src_hi[row]), int(h.src_lo[row])) if version else "",
+        dst_ip=ip_text(version, int(h.dst_hi[row]), int(h.dst_lo[row])) if version else "",
         sport=int(h.sport[row]),
         dport=int(h.dport[row]),
         from_initiator=bool(flows.from_initiator[flow_pos]) if flow_pos >= 0 else True,

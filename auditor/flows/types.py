@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+# IANA protocol keywords, lower-cased, as ECS network.transport expects
+TRANSPORT_NAMES: dict[int, str] = {
+    1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
+    58: "ipv6-icmp", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
+}
+PORTED_PROTOCOLS: frozenset[int] = frozenset({6, 17, 132})
+"""Protocols whose flows are keyed by ports (TCP, UDP, SCTP)."""
+
+
+def ip_text(version: int, hi: int, lo: int) -> str:
+    """Return an address of the engine's columns (version, hi, lo; IPv4 in the low 32 bits of lo)
+    as text, RFC 5952 for IPv6: the one spelling every output uses."""
+    if version == 4:
+        return socket.inet_ntop(socket.AF_INET, (lo & 0xFFFFFFFF).to_bytes(4, "big"))
+    if hi == 0 and lo >> 32 == 0:
+        # glibc's inet_ntop writes ::10.0.0.1 for the deprecated IPv4-compatible range; RFC 5952
+        # text is ::a00:1 (IPv4-mapped ::ffff:10.0.0.1 keeps its dotted tail, as RFC 5952 §5 says)
+        return str(ipaddress.IPv6Address(lo))
+    return socket.inet_ntop(socket.AF_INET6, ((hi << 64) | lo).to_bytes(16, "big"))
 
 # Why a flow left the table (FlowRecords.end_reason); index = code.
 END_REASONS: tuple[str, ...] = ("idle-timeout", "tcp-close", "capacity", "end-of-capture")

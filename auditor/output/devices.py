@@ -11,11 +11,10 @@ import csv
 from collections.abc import Iterable
 from typing import Any, BinaryIO, TextIO
 
-import numpy as np
 import orjson
 
 from auditor.devices.types import DeviceRecord
-from auditor.output._text import iso_times, mac_text
+from auditor.output._text import iso_time, mac_text
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = (
@@ -24,20 +23,18 @@ CSV_COLUMNS = (
 )
 
 
-def _time(ns: int) -> str:
-    return iso_times(np.array([ns], dtype=np.int64))[0]
-
-
 def device_document(d: DeviceRecord) -> dict[str, Any]:
     """Return one device as JSON-ready data (ECS-like names where ECS has them)."""
     doc: dict[str, Any] = {
         "mac": mac_text(d.mac),
         "role": d.role,
-        "first_seen": _time(d.first_ns),
-        "last_seen": _time(d.last_ns),
+        "first_seen": iso_time(d.first_ns),
+        "last_seen": iso_time(d.last_ns),
         "packets": d.packets,
         "bytes": d.bytes,
-        "ips": [{"ip": a.ip, "first_seen": _time(a.first_ns), "last_seen": _time(a.last_ns)} for a in d.addresses],
+        "ips": [
+            {"ip": a.ip, "first_seen": iso_time(a.first_ns), "last_seen": iso_time(a.last_ns)} for a in d.addresses
+        ],
         "vlans": list(d.vlans),
         "mac_locally_administered": d.locally_administered,
         "oui": None if d.oui is None else {"block": d.oui.block, "organization": d.oui.organization},
@@ -83,7 +80,7 @@ def write_devices_csv(devices: Iterable[DeviceRecord], stream: TextIO) -> int:
             ";".join(m.list_id for m in v.lists) if v else "", f"{v.confidence:.2f}" if v else "",
             v.how if v else "", d.oui.block if d.oui else "", d.oui.organization if d.oui else "",
             "yes" if d.locally_administered else "no", " ".join(a.ip for a in d.addresses),
-            " ".join(map(str, d.vlans)), _time(d.first_ns), _time(d.last_ns), d.packets, d.bytes,
+            " ".join(map(str, d.vlans)), iso_time(d.first_ns), iso_time(d.last_ns), d.packets, d.bytes,
         ]
         writer.writerow([neutralise(cell) if isinstance(cell, str) else cell for cell in row])
         n += 1

@@ -7,18 +7,13 @@ from typing import Any
 
 import orjson
 
-from auditor.flows.types import DIRECTION_NAMES, END_REASONS, FlowRecords
+from auditor.flows.types import DIRECTION_NAMES, END_REASONS, PORTED_PROTOCOLS, TRANSPORT_NAMES, FlowRecords
 from auditor.output._text import ip_texts, iso_times, mac_texts
 
 ECS_VERSION = "8.17.0"
 NO_VLAN = 0xFFFF
 
-# IANA protocol keywords, lower-cased, as ECS network.transport expects
-TRANSPORT_NAMES = {
-    1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
-    58: "ipv6-icmp", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
-}
-PORTED = (6, 17, 132)
+PORTED = PORTED_PROTOCOLS
 TCP_FLAG_LETTERS = "FSRPAUEC"  # bit 0 FIN .. bit 7 CWR, as in Zeek's history / tcpdump
 
 

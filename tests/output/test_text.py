@@ -34,3 +34,10 @@ def test_ip_texts_follow_rfc5952() -> None:
     hi = np.array([0, 0, 0x20010DB800000000, 0xFE80000000000000], dtype=np.uint64)
     lo = np.array([1, 0xFFFF0A000001, 0x0000000000000001, 0x021122FFFE334455], dtype=np.uint64)
     assert ip_texts(version, hi, lo) == ["::1", "::ffff:10.0.0.1", "2001:db8::1", "fe80::211:22ff:fe33:4455"]
+
+
+def test_iso_time_equals_iso_times_for_every_value() -> None:
+    from auditor.output._text import iso_time
+
+    values = np.array([0, 1, 999, 1000, 1_793_610_000_123_456_789, -1, -999, -1001, 2**62], dtype=np.int64)
+    assert [iso_time(int(v)) for v in values] == iso_times(values)
