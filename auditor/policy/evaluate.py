@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,42 +31,16 @@ from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import PORTED_PROTOCOLS, TRANSPORT_NAMES, FlowRecords, ip_text
 from auditor.policy.load import LoadedPolicy, RuleSet
 from auditor.policy.schema import Destination, DeviceSelector
+from auditor.policy.sums import KEY, NO_VLAN, AlertSums, Extras, Findings
 from auditor.policy.types import SEVERITIES, Alert, Evidence
 
 VerdictLookup = Callable[[int], VendorVerdict | None]
 IsLocal = Callable[[NDArray[np.uint8], NDArray[np.uint64], NDArray[np.uint64]], NDArray[np.bool_]]
 
 DEFAULT_MAX_ALERTS = 100_000
-MAX_SOURCE_IPS = 16
-MAX_SERVICES = 32
-MAX_COMMUNITY_IDS = 5
-MAX_VLANS = 16
 MAX_REMEMBERED_MACS = 200_000
 _PORTED = np.zeros(256, dtype=bool)
 _PORTED[list(PORTED_PROTOCOLS)] = True
-
-
-@dataclass(slots=True)
-class _Sum:
-    """A growing alert."""
-
-    policy: int
-    selector: int
-    mac: int
-    dst: tuple[int, int, int]
-    dst_local: bool
-    first_ns: int
-    last_ns: int
-    flows: int = 0
-    src_packets: int = 0
-    src_bytes: int = 0
-    dst_packets: int = 0
-    dst_bytes: int = 0
-    # short lists rather than sets: an alert usually holds one of each, and there may be 100k alerts
-    source_ips: list[tuple[int, int, int]] = field(default_factory=list)
-    services: list[tuple[int, int]] = field(default_factory=list)
-    vlans: list[int] = field(default_factory=list)
-    community_ids: list[str] = field(default_factory=list)
 
 
 class PolicyJudge:
@@ -86,13 +60,16 @@ class PolicyJudge:
         self._policies = [_Compiled(p) for p in rules.policies]
         self._selector_count = sum(len(p.selectors) for p in self._policies)
         self._flags: dict[int, tuple[bool, ...]] = {}
-        self._sums: dict[tuple[int, int, int, int, int, int, int, int], _Sum] = {}
+        self._sums = AlertSums(max_alerts)
         self.flows_judged = 0
         """Flows started by a device that a policy governs."""
         self.findings = 0
         """Flows that were findings."""
-        self.dropped_findings = 0
+
+    @property
+    def dropped_findings(self) -> int:
         """Findings not summed because max_alerts alerts already existed (a warning says so)."""
+        return self._sums.dropped
 
     def judge(self, flows: FlowRecords) -> None:
         """Judge finished flows; findings are added to the alerts."""
@@ -157,55 +134,24 @@ class PolicyJudge:
         dst_local: NDArray[np.bool_],
     ) -> None:
         self.findings += int(rows.size)
-        mac = flows.src_mac[rows]
+        version, mac = flows.ip_version[rows], flows.src_mac[rows]
         no_mac = mac == 0  # without a MAC the device is its source address
-        key_cols = (
-            policy.astype(np.uint64), mac,
-            np.where(no_mac, flows.ip_version[rows], 0).astype(np.uint64),
-            np.where(no_mac, flows.src_hi[rows], 0), np.where(no_mac, flows.src_lo[rows], 0),
-            flows.ip_version[rows].astype(np.uint64), flows.dst_hi[rows], flows.dst_lo[rows],
-        )
-        ft = flow_tuple(flows.ip_version[rows], flows.ip_proto[rows], flows.src_hi[rows], flows.src_lo[rows],
-                        flows.dst_hi[rows], flows.dst_lo[rows], flows.src_port[rows], flows.dst_port[rows])
-        ids = community_ids(flows.ip_version[rows], flows.ip_proto[rows], ft.a_hi, ft.a_lo, ft.b_hi, ft.b_lo,
-                            ft.port_a, ft.port_b)
-        ported = _PORTED[flows.ip_proto[rows]]
-        columns = zip(
-            zip(*(c.tolist() for c in key_cols), strict=True),
-            selector.tolist(), dst_local.tolist(),
-            flows.ip_version[rows].tolist(), flows.src_hi[rows].tolist(), flows.src_lo[rows].tolist(),
-            flows.ip_proto[rows].tolist(), np.where(ported, flows.dst_port[rows], 0).tolist(),
-            flows.vlan_outer[rows].tolist(),
-            flows.src_packets[rows].tolist(), flows.src_bytes[rows].tolist(),
-            flows.dst_packets[rows].tolist(), flows.dst_bytes[rows].tolist(),
-            flows.first_ns[rows].tolist(), flows.last_ns[rows].tolist(), ids,
-            strict=True,
-        )
-        # one step per finding flow (not per packet): findings are the rare flows a policy forbids
-        for key, sel, local, ver, s_hi, s_lo, proto, port, vlan, sp, sb, dp, db, first, last, cid in columns:
-            alert = self._sums.get(key)
-            if alert is None:
-                if len(self._sums) >= self.max_alerts:
-                    self.dropped_findings += 1
-                    continue
-                alert = self._sums[key] = _Sum(key[0], sel, key[1], (key[5], key[6], key[7]), local, first, last)
-            alert.flows += 1
-            alert.src_packets += sp
-            alert.src_bytes += sb
-            alert.dst_packets += dp
-            alert.dst_bytes += db
-            alert.first_ns = min(alert.first_ns, first)
-            alert.last_ns = max(alert.last_ns, last)
-            source = (ver, s_hi, s_lo)
-            if len(alert.source_ips) < MAX_SOURCE_IPS and source not in alert.source_ips:
-                alert.source_ips.append(source)
-            service = (proto, port)
-            if len(alert.services) < MAX_SERVICES and service not in alert.services:
-                alert.services.append(service)
-            if vlan != 0xFFFF and vlan not in alert.vlans and len(alert.vlans) < MAX_VLANS:
-                alert.vlans.append(vlan)
-            if len(alert.community_ids) < MAX_COMMUNITY_IDS:
-                alert.community_ids.append(cid)
+        key = np.zeros(rows.size, dtype=KEY)
+        key["policy"], key["mac"] = policy, mac
+        key["dev_version"] = np.where(no_mac, version, 0)
+        key["dev_hi"] = np.where(no_mac, flows.src_hi[rows], 0)
+        key["dev_lo"] = np.where(no_mac, flows.src_lo[rows], 0)
+        key["dst_version"], key["dst_hi"], key["dst_lo"] = version, flows.dst_hi[rows], flows.dst_lo[rows]
+        proto = flows.ip_proto[rows]
+        self._sums.add(Findings(
+            key=key, selector=selector, dst_local=dst_local,
+            first_ns=flows.first_ns[rows], last_ns=flows.last_ns[rows],
+            src_packets=flows.src_packets[rows], src_bytes=flows.src_bytes[rows],
+            dst_packets=flows.dst_packets[rows], dst_bytes=flows.dst_bytes[rows],
+            src_version=version, src_hi=flows.src_hi[rows], src_lo=flows.src_lo[rows],
+            proto=proto, port=np.where(_PORTED[proto], flows.dst_port[rows], 0).astype(np.uint16),
+            vlan=flows.vlan_outer[rows], sport=flows.src_port[rows], dport=flows.dst_port[rows],
+        ))
 
     def alerts(self) -> list[Alert]:
         """Return the alerts so far: most severe first, then by first seen, device and destination."""
@@ -213,30 +159,64 @@ class PolicyJudge:
 
     def iter_alerts(self) -> Iterator[Alert]:
         """Yield the alerts in the order of alerts(), one at a time (a writer need not hold them all)."""
-        policies = self._policies
-        order = sorted(
-            self._sums.values(),
-            key=lambda s: (-policies[s.policy].rank, s.first_ns, s.mac, s.source_ips, s.dst, policies[s.policy].id),
-        )
-        for s in order:
-            yield self._alert(s)
+        sums = self._sums
+        if not len(sums):
+            return
+        col = sums.column
+        rank = np.array([p.rank for p in self._policies], dtype=np.int64)
+        id_order = np.argsort(np.argsort(np.array([p.id for p in self._policies])))
+        policy = col("policy")
+        order = np.lexsort((
+            id_order[policy], col("dst_lo"), col("dst_hi"), col("dst_version"), col("src_lo"), col("src_hi"),
+            col("src_version"), col("mac"), col("first_ns"), -rank[policy],
+        ))
+        ids = self._community_ids()
+        names = ("policy", "selector", "mac", "dst_version", "dst_hi", "dst_lo", "dst_local", "first_ns", "last_ns",
+                 "flows", "src_packets", "src_bytes", "dst_packets", "dst_bytes", "src_version", "src_hi", "src_lo",
+                 "proto", "port", "vlan")
+        for row in order.tolist():
+            values = {name: col(name)[row].item() for name in names}
+            yield self._alert(row, values, sums.extras.get(row), ids[row])
 
-    def _alert(self, s: _Sum) -> Alert:
-        compiled = self._policies[s.policy]
+    def _community_ids(self) -> list[list[str]]:
+        """Return the Community IDs of each alert's sampled flows (all computed in one vectorised pass)."""
+        samples = list(self._sums.samples())
+        cols = np.array([s for _, s in samples], dtype=np.uint64).reshape(-1, 8).T
+        version, proto, s_hi, s_lo, d_hi, d_lo, sport, dport = cols
+        ft = flow_tuple(version.astype(np.uint8), proto.astype(np.uint8), s_hi, s_lo, d_hi, d_lo,
+                        sport.astype(np.uint16), dport.astype(np.uint16))
+        texts = community_ids(version.astype(np.uint8), proto.astype(np.uint8), ft.a_hi, ft.a_lo, ft.b_hi, ft.b_lo,
+                              ft.port_a, ft.port_b)
+        out: list[list[str]] = [[] for _ in range(len(self._sums))]
+        for (row, _), text in zip(samples, texts, strict=True):
+            out[row].append(text)
+        return out
+
+    def _alert(self, row: int, v: dict[str, Any], extra: Extras | None, cids: list[str]) -> Alert:
+        compiled = self._policies[v["policy"]]
         loaded = compiled.loaded
         policy = loaded.policy
-        vendor = self._verdict_of(s.mac) if s.mac else None
-        destination = ip_text(*s.dst)
-        services = tuple(sorted(s.services))
-        device = f"{s.mac:012X}" if s.mac else ",".join(ip_text(*a) for a in s.source_ips)
+        mac = v["mac"]
+        vendor = self._verdict_of(mac) if mac else None
+        destination = ip_text(v["dst_version"], v["dst_hi"], v["dst_lo"])
+        sources = [(v["src_version"], v["src_hi"], v["src_lo"])]
+        services = [(v["proto"], v["port"])]
+        vlans = [v["vlan"]] if v["vlan"] != NO_VLAN else []
+        if extra is not None:
+            sources += extra.sources
+            services += extra.services
+            vlans += extra.vlans
+        source_ips = tuple(ip_text(*a) for a in sources)
+        device = f"{mac:012X}" if mac else source_ips[0]
         digest = hashlib.sha256(f"{loaded.ruleset}\0{policy.id}\0{device}\0{destination}".encode()).hexdigest()
+        service_list = tuple(sorted(services))
         evidence: list[Evidence] = []
         if vendor is not None:
             evidence.append(Evidence(vendor.how, "source.mac", vendor.detail, vendor.name, vendor.confidence))
-        evidence.append(compiled.group_evidence[s.selector])
+        evidence.append(compiled.group_evidence[v["selector"]])
         evidence.append(Evidence(
-            "policy-allow", "allow", f"{destination} " + " ".join(_service_text(p, q) for p, q in services),
-            ("local; approved: " if s.dst_local else "not local; approved: ") + compiled.allowed_text,
+            "policy-allow", "allow", f"{destination} " + " ".join(_service_text(p, q) for p, q in service_list),
+            ("local; approved: " if v["dst_local"] else "not local; approved: ") + compiled.allowed_text,
         ))
         return Alert(
             alert_id=digest[:32],
@@ -246,21 +226,21 @@ class PolicyJudge:
             rule_description=policy.description,
             rule_reference=loaded.reference,
             severity=policy.severity,
-            device_mac=s.mac,
+            device_mac=mac,
             vendor=vendor,
-            source_ips=tuple(ip_text(*a) for a in s.source_ips),
+            source_ips=source_ips,
             destination_ip=destination,
-            destination_local=s.dst_local,
-            services=services,
-            vlans=tuple(sorted(s.vlans)),
-            flows=s.flows,
-            source_packets=s.src_packets,
-            source_bytes=s.src_bytes,
-            destination_packets=s.dst_packets,
-            destination_bytes=s.dst_bytes,
-            first_ns=s.first_ns,
-            last_ns=s.last_ns,
-            community_ids=tuple(s.community_ids),
+            destination_local=bool(v["dst_local"]),
+            services=service_list,
+            vlans=tuple(sorted(vlans)),
+            flows=v["flows"],
+            source_packets=v["src_packets"],
+            source_bytes=v["src_bytes"],
+            destination_packets=v["dst_packets"],
+            destination_bytes=v["dst_bytes"],
+            first_ns=v["first_ns"],
+            last_ns=v["last_ns"],
+            community_ids=tuple(cids),
             evidence=tuple(evidence),
         )
 
