@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import heapq
 import json
-import logging
 import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -25,11 +25,11 @@ from auditor.devices.table import DeviceTable
 from auditor.devices.types import DeviceRecord
 from auditor.devices.vendors import VendorCatalog, load_vendors
 from auditor.devices.verdicts import VerdictCache, device_records
-from auditor.errors import AuditorError, OutputError
+from auditor.errors import AuditorError, ConfigError, OutputError
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.localnet import LocalNetworks
-from auditor.flows.types import FlowRecords
-from auditor.output.alerts import service_text, write_alerts_jsonl
+from auditor.flows.types import FlowRecords, service_text
+from auditor.output.alerts import write_alerts_jsonl
 from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices_csv, write_devices_json
 from auditor.output.ecs import flow_json_lines
@@ -48,7 +48,6 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True, soft_wrap=True)
-logger = logging.getLogger("auditor")
 
 
 def _version(value: bool) -> None:
@@ -132,7 +131,8 @@ def analyze(
         err_console.print(f"error: {escape(line)}", highlight=False)
     if run.stats.errors:
         raise typer.Exit(2)
-    if fail_on is not None and run.alerts.worst >= SEVERITIES.index(fail_on.value):
+    # findings too many to sum into alerts still count: the worst finding decides, not the worst alert
+    if fail_on is not None and run.worst_rank >= SEVERITIES.index(fail_on.value):
         raise typer.Exit(1)
 
 
@@ -144,14 +144,11 @@ class _AlertTally:
 
     def __init__(self) -> None:
         self.by_severity: Counter[str] = Counter()
-        self.worst = -1
-        """Rank of the most severe alert (index in SEVERITIES), -1 when there is none."""
         self._top: list[tuple[int, int, int, Alert]] = []  # a min-heap of (rank, bytes, -seq, alert)
 
     def count(self, alerts: Iterable[Alert]) -> Iterator[Alert]:
         for seq, alert in enumerate(alerts):
             self.by_severity[alert.severity] += 1
-            self.worst = max(self.worst, alert.severity_rank)
             item = (alert.severity_rank, alert.source_bytes + alert.destination_bytes, -seq, alert)
             if len(self._top) < TOP_ALERTS:
                 heapq.heappush(self._top, item)
@@ -170,6 +167,7 @@ class _Run:
     devices: list[DeviceRecord]
     alerts: _AlertTally
     summary: dict[str, Any]
+    worst_rank: int
 
 
 def _analyze(
@@ -189,7 +187,7 @@ def _analyze(
     registry = OuiRegistry.default(state_dir())
     local = LocalNetworks(settings.local_networks)
     devices = DeviceTable(local.contains)
-    judge = PolicyJudge(ruleset, VerdictCache(registry, catalog), local.contains)
+    judge = PolicyJudge(ruleset, VerdictCache(registry, catalog))
     try:
         out.mkdir(parents=True, exist_ok=True)
         flows_file = open(out / "flows.jsonl", "wb")  # noqa: SIM115 - closed below, after the run
@@ -221,17 +219,18 @@ def _analyze(
     records = device_records(devices, registry, catalog)
     alerts = _AlertTally()
     try:
-        with open(out / "devices.json", "wb") as fj:
+        with _replacing(out / "devices.json", "wb") as fj:
             write_devices_json(records, fj)
-        with open(out / "devices.csv", "w", encoding="utf-8", newline="") as fc:
+        with _replacing(out / "devices.csv", "w") as fc:
             write_devices_csv(records, fc)
-        with open(out / "alerts.jsonl", "wb") as fa:
+        with _replacing(out / "alerts.jsonl", "wb") as fa:
             write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa)  # streamed: there may be 100k
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the outputs: {exc.strerror or exc}") from exc
     if judge.dropped_findings:
-        stats.files[-1].warnings.append(
-            f"{judge.dropped_findings:,} findings not summed: the alert limit ({judge.max_alerts:,}) was reached"
+        stats.run_warnings.append(
+            f"{judge.dropped_findings:,} findings not summed into alerts: the alert limit ({judge.max_alerts:,}) "
+            f"was reached; the most severe finding was {SEVERITIES[judge.worst_rank]}"
         )
     summary = stats.to_dict()
     summary["devices"] = len(records)
@@ -239,10 +238,22 @@ def _analyze(
     summary["rules"] = [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in ruleset.sources]
     summary["flows_judged"] = judge.flows_judged
     summary["findings"] = judge.findings
+    summary["findings_not_summed"] = judge.dropped_findings
+    summary["worst_finding"] = SEVERITIES[judge.worst_rank] if judge.worst_rank >= 0 else None
     summary["alerts"] = sum(alerts.by_severity.values())
     summary["alerts_by_severity"] = {sev: alerts.by_severity[sev] for sev in SEVERITIES}
     _write_json(out / "summary.json", summary)
-    return _Run(stats, records, alerts, summary)
+    return _Run(stats, records, alerts, summary, judge.worst_rank)
+
+
+@contextmanager
+def _replacing(path: Path, mode: str) -> Iterator[Any]:
+    """Open a temporary file beside `path` that replaces it only once written whole: a run that fails
+    half-way leaves the previous run's file, never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
+        yield fh
+    os.replace(tmp, path)
 
 
 def _vendor_catalog(path: Path | None) -> VendorCatalog | None:
@@ -253,9 +264,8 @@ def _vendor_catalog(path: Path | None) -> VendorCatalog | None:
 def _rule_set(paths: list[Path] | None, catalog: VendorCatalog | None) -> RuleSet:
     if not paths:
         shipped = rule_path("policies")
-        if shipped is None:
-            logger.warning("no rule files found (rules/policies): flows are not judged")
-            return RuleSet((), ())
+        if shipped is None:  # judging nothing in silence would pass --fail-on: refuse instead
+            raise ConfigError("no rule files found (the shipped rules/policies is missing): give --rules PATH")
         paths = [shipped]
     vocabulary = Vocabulary(
         vendors=frozenset(v.id for v in catalog.vendors) if catalog else None,
@@ -343,7 +353,7 @@ def _print_devices(console: Console, records: list[DeviceRecord]) -> None:
     from rich.table import Table
 
     known = [d for d in records if d.vendor is not None]
-    known.sort(key=lambda d: (not d.vendor.lists, d.vendor.vendor_id, d.mac))  # type: ignore[union-attr]
+    known.sort(key=lambda d: (not d.vendor.lists, d.vendor.vendor_id or "", d.mac))  # type: ignore[union-attr]
     listed = sum(1 for d in known if d.vendor and d.vendor.lists)
     console.print(
         f"{len(records):,} devices: {listed:,} from listed vendors, {len(known) - listed:,} other known makers, "
@@ -360,7 +370,7 @@ def _print_devices(console: Console, records: list[DeviceRecord]) -> None:
         lists = " ".join(m.list_id for m in v.lists) or "-"
         ip = d.addresses[0].ip if d.addresses else "-"
         table.add_row(
-            mac_text(d.mac), escape(ip), escape(v.vendor_id), v.device_class,
+            mac_text(d.mac), escape(ip), escape(v.vendor_id or "?"), v.device_class,
             f"[red]{escape(lists)}[/red]" if v.lists else lists,
         )
     console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import site
 import sys
 from pathlib import Path
 
@@ -23,12 +24,15 @@ SHARE_RULES = Path("share") / "span-auditor" / "rules"
 
 
 def shipped_rules_dir() -> Path | None:
-    """Return the shipped rules/: the source tree's (a checkout, an editable install), else the installed copy."""
-    tree = Path(__file__).resolve().parents[1] / "rules"
-    if tree.is_dir():
-        return tree
-    installed = Path(sys.prefix) / SHARE_RULES
-    return installed if installed.is_dir() else None
+    """Return the shipped rules/: the source tree's (a checkout, an editable install), else the installed
+    copy (under the prefix, or the user base for `pip install --user`); None when there is none."""
+    candidates = [
+        Path(__file__).resolve().parents[1] / "rules",
+        Path(sys.prefix) / SHARE_RULES,
+        Path(site.getuserbase()) / SHARE_RULES,
+    ]
+    # the vendor catalog marks the real thing: a bare site-packages/rules (another package's) is not ours
+    return next((c for c in candidates if (c / "vendors.yaml").is_file()), None)
 
 
 def rule_path(name: str) -> Path | None:

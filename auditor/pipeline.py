@@ -84,11 +84,13 @@ class RunStats:
     payloads: Counter[str] = field(default_factory=Counter)
     payload_crashes: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    run_warnings: list[str] = field(default_factory=list)
+    """Warnings about the run as a whole (not about one file), e.g. a limit that was reached."""
 
     @property
     def warnings(self) -> list[str]:
-        """Return every file's warnings, in order."""
-        return [w for f in self.files for w in f.warnings]
+        """Return every file's warnings, in order, then the run's."""
+        return [w for f in self.files for w in f.warnings] + self.run_warnings
 
     @property
     def errors(self) -> list[str]:

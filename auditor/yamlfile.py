@@ -6,6 +6,7 @@ A leaf module like errors.py: any stage that reads rule files may import it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +30,8 @@ def load_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
         raise RuleFileError(str(path), None, None, f"cannot read: {exc}") from exc
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except RecursionError:  # PyYAML composes recursively: a deeply nested file must not crash us
+        raise RuleFileError(str(path), None, None, "not valid here: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -38,7 +41,10 @@ def load_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
     return converter.convert(node), converter.lines
 
 
-MAX_NODES = 1_000_000  # aliases can make a small file expand enormously ("billion laughs")
+MAX_NODES = 100_000  # aliases can make a small file expand enormously ("billion laughs")
+MAX_DEPTH = 32
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_OCTAL = re.compile(r"^[-+]?0[0-9_]+$")
 
 
 class _Converter:
@@ -56,6 +62,9 @@ class _Converter:
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise RuleFileError(str(self._path), node.start_mark.line + 1, None, "too many values (alias bomb?)")
+        if len(loc) > MAX_DEPTH:
+            raise RuleFileError(str(self._path), node.start_mark.line + 1, field_name(loc[:3]) or None,
+                                f"nested more than {MAX_DEPTH} levels deep")
         self.lines.setdefault(loc, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
@@ -75,11 +84,21 @@ class _Converter:
         if not isinstance(node, yaml.ScalarNode):
             raise RuleFileError(str(self._path), node.start_mark.line + 1, field_name(loc) or None,
                                 "a key must be a plain value")
+        where = (str(self._path), node.start_mark.line + 1, field_name(loc) or None)
+        # YAML 1.1 reads 1:30 as 90 (base 60) and 010 as 8 (octal): never what a rule writer meant
+        if node.tag in (_INT_TAG, _FLOAT_TAG) and (":" in node.value or _OCTAL.match(node.value)):
+            raise RuleFileError(*where, f"{node.value!r} is ambiguous in YAML (read as a base-60 or octal "
+                                        "number): quote it")
         try:
-            return self._constructor.construct_object(node, deep=True)
+            value = self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise RuleFileError(str(self._path), node.start_mark.line + 1, field_name(loc) or None,
-                                f"bad value: {exc}") from exc
+            raise RuleFileError(*where, f"bad value: {exc}") from exc
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RuleFileError(*where, "not valid Unicode (a lone surrogate escape such as \\ud800?)") from None
+        return value
 
 
 class LocatedError(ValueError):

@@ -254,7 +254,15 @@ def test_alert_tally_counts_every_alert_and_keeps_the_most_severe_then_largest()
     tally = _AlertTally()
     assert list(tally.count(alerts)) == alerts  # passes every alert through, in order
     assert dict(tally.by_severity) == {"low": 10, "medium": 10, "high": 10, "critical": 10}
-    assert tally.worst == 3
     expected = sorted(alerts, key=lambda a: (a.severity_rank, a.source_bytes), reverse=True)[:TOP_ALERTS]
     assert [a.alert_id for a in tally.top()] == [a.alert_id for a in expected]
-    assert _AlertTally().top() == [] and _AlertTally().worst == -1
+    assert _AlertTally().top() == []
+
+
+def test_analyze_without_any_rule_files_refuses_to_run(small_pcap: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("auditor.cli.rule_path", lambda name: None)
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(tmp_path / "o"), "--fail-on", "low"])
+    assert result.exit_code == 2
+    assert "no rule files found" in result.output
+    assert not (tmp_path / "o").exists()

@@ -13,6 +13,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.runtime": (),
     "auditor.paths": (),
     "auditor.yamlfile": ("auditor.errors",),
+    "auditor.protocols": (),  # stdlib only: every parser fuzzes alone
     "auditor.capture": ("auditor.errors", "auditor.runtime"),
     "auditor.decode": ("auditor.errors", "auditor.capture.types"),
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),

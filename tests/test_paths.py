@@ -19,3 +19,33 @@ def test_state_dir_without_systemd(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert state_dir() == tmp_path / "auditor"
     monkeypatch.setattr("os.geteuid", lambda: 0)
     assert state_dir() == Path("/var/lib/auditor")
+
+
+def test_rule_path_prefers_the_configuration_directory_then_the_shipped_rules(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from auditor.paths import rule_path, shipped_rules_dir
+
+    shipped = shipped_rules_dir()
+    assert shipped is not None and (shipped / "vendors.yaml").is_file()
+    monkeypatch.setenv("CONFIGURATION_DIRECTORY", str(tmp_path))
+    assert rule_path("policies") == shipped / "policies"  # the configuration directory has none
+    (tmp_path / "policies").mkdir()
+    assert rule_path("policies") == tmp_path / "policies"
+    assert rule_path("no-such-thing") is None
+
+
+def test_shipped_rules_need_the_vendor_catalog_to_count(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import auditor.paths as paths
+
+    fake_pkg = tmp_path / "site-packages" / "auditor"
+    fake_pkg.mkdir(parents=True)
+    (tmp_path / "site-packages" / "rules").mkdir()  # another package's rules/: no vendors.yaml
+    monkeypatch.setattr(paths, "__file__", str(fake_pkg / "paths.py"))
+    monkeypatch.setattr(paths.sys, "prefix", str(tmp_path / "prefix"))
+    monkeypatch.setattr(paths.site, "getuserbase", lambda: str(tmp_path / "user"))
+    assert paths.shipped_rules_dir() is None
+    installed = tmp_path / "user" / paths.SHARE_RULES
+    installed.mkdir(parents=True)
+    (installed / "vendors.yaml").write_text("version: 1\n")
+    assert paths.shipped_rules_dir() == installed

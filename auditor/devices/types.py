@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+DeviceClass = Literal[
+    "camera", "nvr", "screening-scanner", "drone", "radio", "network", "phone", "computer", "iot", "other"
+]
+"""What a device is; vendors.yaml, signatures and rule files use these words."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,18 +43,43 @@ class ListEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Observation:
+    """A fact a device's own packets stated (protocols/*: facts()), with the signatures it matched."""
+
+    protocol: str
+    field: str
+    value: str
+    """Untrusted text from the wire: escape it wherever it is shown."""
+    first_ns: int
+    last_ns: int
+    count: int
+    signatures: tuple[str, ...] = ()
+    """Ids of the signatures (rules/fingerprints) that matched this fact."""
+
+
+@dataclass(frozen=True, slots=True)
 class VendorVerdict:
     """Which maker a device is attributed to, and on what evidence."""
 
-    vendor_id: str
-    name: str
+    vendor_id: str | None
+    """The maker: who built it (a vendor id of rules/vendors.yaml); None when only the class is known."""
+    name: str | None
     device_class: str
     how: str
-    """'oui-pin' or 'org-pattern' (protocol evidence comes with issue #4)."""
+    """'oui-pin' or 'org-pattern' (the MAC alone), 'protocol' (signatures, with or without the MAC's
+    agreement) or 'analyst-pin' (a rule file says so)."""
     detail: str
     confidence: float
     lists: tuple[ListEntry, ...] = ()
     parents: tuple[str, ...] = ()
+    brand: str | None = None
+    """What it is sold as, when that differs from the maker or is known from the wire (OEM labels)."""
+    model: str | None = None
+    firmware: str | None = None
+    relabel: str | None = None
+    """Why this looks like an OEM relabel (the MAC or an OEM field names someone else), or None."""
+    evidence: tuple[Observation, ...] = ()
+    """The observations behind the verdict (those that matched signatures)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from auditor.devices.oui import PREFIX_BITS, candidate_prefixes
-from auditor.devices.types import OuiMatch
+from auditor.devices.types import DeviceClass, OuiMatch
 from auditor.yamlfile import LocatedError, load_yaml, validate
 
-DeviceClass = Literal[
-    "camera", "nvr", "screening-scanner", "drone", "radio", "network", "phone", "computer", "iot", "other"
-]
 _ID = r"^[a-z0-9][a-z0-9-]*$"
 _PIN = re.compile(r"^([0-9A-Fa-f]{2}(?:[:\-][0-9A-Fa-f]{2}){2,5})(?:/(24|28|36))?$")
 

@@ -18,6 +18,12 @@ PORTED_PROTOCOLS: frozenset[int] = frozenset({6, 17, 132})
 """Protocols whose flows are keyed by ports (TCP, UDP, SCTP)."""
 
 
+def service_text(proto: int, port: int) -> str:
+    """Return 'tcp/443', 'udp/123', or the protocol alone when it has no ports ('icmp')."""
+    name = TRANSPORT_NAMES.get(proto, str(proto))
+    return f"{name}/{port}" if proto in PORTED_PROTOCOLS else name
+
+
 def ip_text(version: int, hi: int, lo: int) -> str:
     """Return an address of the engine's columns (version, hi, lo; IPv4 in the low 32 bits of lo)
     as text, RFC 5952 for IPv6: the one spelling every output uses."""

@@ -13,18 +13,12 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from auditor.flows.types import PORTED_PROTOCOLS, TRANSPORT_NAMES
+from auditor.flows.types import PORTED_PROTOCOLS, TRANSPORT_NAMES, service_text
 from auditor.output._text import iso_time, mac_text
 from auditor.output.ecs import ECS_VERSION
 from auditor.policy.types import Alert
 
 SEVERITY_NUMBERS = {"low": 21, "medium": 47, "high": 73, "critical": 99}
-
-
-def service_text(proto: int, port: int) -> str:
-    """Return 'tcp/443', 'udp/123', or the protocol alone when it has no ports ('icmp')."""
-    name = TRANSPORT_NAMES.get(proto, str(proto))
-    return f"{name}/{port}" if proto in PORTED_PROTOCOLS else name
 
 
 def alert_documents(alerts: Iterable[Alert], observer: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
@@ -55,7 +49,8 @@ def alert_documents(alerts: Iterable[Alert], observer: dict[str, Any] | None = N
         device: dict[str, Any] = {"id": mac_text(a.device_mac) if a.device_mac else a.source_ips[0]}
         labels: dict[str, str] = {}
         if a.vendor is not None:
-            device["manufacturer"] = a.vendor.name
+            if a.vendor.name:
+                device["manufacturer"] = a.vendor.name
             for entry in a.vendor.lists:
                 labels[entry.list_id] = entry.clause
         rule: dict[str, Any] = {"id": a.rule_id, "name": a.rule_name, "ruleset": a.ruleset,

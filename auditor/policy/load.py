@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditor.errors import ConfigError
+from auditor.errors import ConfigError, RuleFileError
 from auditor.policy.schema import Policy, RuleFile
 from auditor.yamlfile import Loc, line_of, load_yaml, located, validate
 
@@ -47,31 +47,60 @@ class RuleSource:
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Every policy of the loaded files, in evaluation order (file name order, then file order)."""
+    """Every policy of the loaded files, in evaluation order: the paths as given (a folder's files by
+    name), then the policies in file order."""
 
     policies: tuple[LoadedPolicy, ...]
     sources: tuple[RuleSource, ...]
 
 
 def rule_files(path: Path) -> list[Path]:
-    """Return the rule files at `path`: the file itself, or a folder's *.yaml / *.yml in name order."""
+    """Return the rule files at `path`: the file itself, or a folder's *.yaml / *.yml in name order.
+
+    A folder is not searched recursively; hidden files (.name) are left out; a link that leads
+    nowhere is an error rather than a file silently skipped.
+    """
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file())
+        try:
+            entries = sorted(path.iterdir())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot list the folder: {exc.strerror or exc}") from exc
+        files = []
+        for p in entries:
+            if p.name.startswith(".") or p.suffix.lower() not in RULE_SUFFIXES:
+                continue
+            if not p.is_file():
+                if p.is_dir():
+                    continue
+                raise ConfigError(f"{p}: not a readable rule file (a broken or looping link?)")
+            files.append(p)
         if not files:
-            raise ConfigError(f"{path}: no rule files (*.yaml) in this folder")
+            raise ConfigError(f"{path}: no rule files (*.yaml, *.yml) in this folder")
         return files
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{path}: a broken or looping link")
     if not path.exists():
         raise ConfigError(f"{path}: no such rule file or folder")
     return [path]
 
 
 def load_rules(paths: Iterable[Path], vocabulary: Vocabulary) -> RuleSet:
-    """Load and check the rule files at `paths` (files or folders); RuleFileError on the first problem."""
+    """Load and check the rule files at `paths` (files or folders, in the order given; a folder's
+    files in name order); RuleFileError on the first problem. A file given twice is read once."""
     policies: list[LoadedPolicy] = []
     sources: list[RuleSource] = []
     seen: dict[str, str] = {}  # policy id -> where it was first defined
+    read: set[Path] = set()
     for file in (f for p in paths for f in rule_files(p)):
+        if file.resolve() in read:
+            continue
+        read.add(file.resolve())
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from exc
         data, lines = load_yaml(file)
+        _not_another_kind(file, data)
         parsed = validate(file, data, lines, RuleFile)
         ruleset = parsed.ruleset or file.stem
         for i, policy in enumerate(parsed.policies):
@@ -82,8 +111,18 @@ def load_rules(paths: Iterable[Path], vocabulary: Vocabulary) -> RuleSet:
                               f"policy id {policy.id!r} is already defined at {seen[policy.id]}")
             seen[policy.id] = where
             policies.append(LoadedPolicy(policy, ruleset, where))
-        sources.append(RuleSource(str(file), hashlib.sha256(file.read_bytes()).hexdigest(), ruleset))
+        sources.append(RuleSource(str(file), hashlib.sha256(raw).hexdigest(), ruleset))
     return RuleSet(tuple(policies), tuple(sources))
+
+
+def _not_another_kind(file: Path, data: object) -> None:
+    """The vendor catalog and signature files are YAML too: say so, rather than 'unknown field'."""
+    if isinstance(data, dict):
+        if "vendors" in data:
+            raise RuleFileError(str(file), 1, None,
+                                "this is a vendor catalog, not a rule file (give it with --vendors)")
+        if "signatures" in data:
+            raise RuleFileError(str(file), 1, None, "this is a signature file (rules/fingerprints), not a rule file")
 
 
 def _check_names(file: Path, lines: dict[Loc, int], loc: Loc, policy: Policy, vocabulary: Vocabulary) -> None:

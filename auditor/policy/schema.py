@@ -15,14 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from auditor.devices.types import DeviceClass
 from auditor.flows.types import PORTED_PROTOCOLS
 from auditor.yamlfile import LocatedError
 
 Severity = Literal["low", "medium", "high", "critical"]  # the order of policy.types.SEVERITIES
 
-DeviceClass = Literal[
-    "camera", "nvr", "screening-scanner", "drone", "radio", "network", "phone", "computer", "iot", "other"
-]
 _ID = r"^[a-z0-9][a-z0-9-]*$"
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:\-]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}$")
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
@@ -41,9 +39,14 @@ def _network(text: Any) -> str:
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a network (write it as a string, e.g. '10.0.0.0/8')")
     try:
-        ipaddress.ip_network(text.strip(), strict=False)
+        net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise ValueError(f"{text!r} is not a network (an address or CIDR such as 10.0.0.0/8)") from None
+    address = text.split("/")[0].strip()
+    if net.network_address != ipaddress.ip_address(address):
+        # 192.168.10.5/24 would silently approve the whole /24: say which was meant
+        host = f"{address}/{net.max_prefixlen}"
+        raise ValueError(f"{text!r} has host bits set: write {str(net)!r} for the network or {host!r} for the host")
     return text.strip()
 
 

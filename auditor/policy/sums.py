@@ -33,6 +33,7 @@ _COLUMNS: dict[str, Any] = {
     # the first flow: its source address, service, VLAN and ports (for its Community ID)
     "src_version": np.uint8, "src_hi": np.uint64, "src_lo": np.uint64, "proto": np.uint8, "port": np.uint16,
     "vlan": np.uint16, "sport": np.uint16, "dport": np.uint16,
+    "samples": np.uint8,  # flows kept for Community IDs, the first included
 }
 
 Sample = tuple[int, int, int, int, int, int, int, int]
@@ -93,16 +94,17 @@ class AlertSums:
         """Return a column over the alerts so far (row = alert number)."""
         return self._cols[name][: len(self._index)]
 
-    def add(self, f: Findings) -> None:
-        """Sum one batch of finding flows into their alerts, making new alerts as needed."""
+    def add(self, f: Findings, limits: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Sum one batch of finding flows into their alerts, making new alerts while there are fewer than
+        each flow's limit (so low-severity floods leave room for severe ones); return which were kept."""
         keys = f.key.view(f"V{KEY.itemsize}").ravel().tolist()
         rows = np.empty(len(keys), dtype=np.int64)
         first_of_row = np.zeros(len(keys), dtype=bool)
         index = self._index
-        for i, key in enumerate(keys):  # one dict lookup per finding flow
+        for i, (key, limit) in enumerate(zip(keys, limits.tolist(), strict=True)):  # one dict lookup per flow
             row = index.get(key)
             if row is None:
-                if len(index) >= self.max_alerts:
+                if len(index) >= limit:
                     rows[i] = -1
                     continue
                 row = index[key] = len(index)
@@ -119,6 +121,7 @@ class AlertSums:
             c[name][new_rows] = getattr(f, name)[new]
         for name in ("policy", "mac", "dst_version", "dst_hi", "dst_lo"):
             c[name][new_rows] = f.key[name][new]
+        c["samples"][new_rows] = 1
         c["first_ns"][new_rows] = np.iinfo(np.int64).max
         c["last_ns"][new_rows] = np.iinfo(np.int64).min
         at = rows[kept]
@@ -129,7 +132,19 @@ class AlertSums:
         np.maximum.at(c["last_ns"], at, f.last_ns[kept])
         later = np.flatnonzero(kept & ~first_of_row)
         if later.size:
-            self._extras(f, rows, later)
+            # most later flows repeat their alert's first source, service and VLAN, and once an alert
+            # holds all its samples they add nothing: leave those out of the per-flow Python step
+            r = rows[later]
+            nothing_new = (
+                (c["samples"][r] >= MAX_SAMPLES)
+                & (f.src_version[later] == c["src_version"][r]) & (f.src_hi[later] == c["src_hi"][r])
+                & (f.src_lo[later] == c["src_lo"][r]) & (f.proto[later] == c["proto"][r])
+                & (f.port[later] == c["port"][r]) & (f.vlan[later] == c["vlan"][r])
+            )
+            later = later[~nothing_new]
+            if later.size:
+                self._extras(f, rows, later)
+        return kept
 
     def _extras(self, f: Findings, rows: NDArray[np.int64], later: NDArray[np.int64]) -> None:
         """Record what flows after an alert's first one add: other addresses, services, VLANs, samples."""
@@ -150,7 +165,8 @@ class AlertSums:
             room = MAX_VLANS - (c["vlan"][row] != NO_VLAN)
             if vlan not in (NO_VLAN, int(c["vlan"][row])) and vlan not in extra.vlans and len(extra.vlans) < room:
                 extra.vlans.append(vlan)
-            if len(extra.samples) < MAX_SAMPLES - 1:
+            if c["samples"][row] < MAX_SAMPLES:
+                c["samples"][row] += 1
                 extra.samples.append((source[0], int(f.proto[i]), source[1], source[2], int(f.key["dst_hi"][i]),
                                       int(f.key["dst_lo"][i]), int(f.sport[i]), int(f.dport[i])))
 

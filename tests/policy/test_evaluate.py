@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from textwrap import dedent
@@ -99,12 +100,16 @@ def _flow(
     first: int = T0,
     last: int = T0 + SECOND,
     direction: int | None = None,
+    syn: bool = True,
+    dst_mac: int = 0,
 ) -> dict[str, Any]:
-    """One finished flow; direction defaults to what the local networks say (2 * src local + dst local)."""
+    """One finished flow; direction defaults to what the local networks say (2 * src local + dst local).
+    A TCP flow's initiator sent a SYN unless `syn` is False (the capture missed the connection's start)."""
     if direction is None:
         direction = 2 * _is_local(src) + _is_local(dst)
     return dict(src=src, dst=dst, mac=mac, proto=proto, sport=sport, dport=dport, vlan=vlan, sp=sp, sb=sb,
-                dp=dp, db=db, first=first, last=last, direction=direction)
+                dp=dp, db=db, first=first, last=last, direction=direction,
+                flags=0x02 if syn and proto == 6 else 0, dst_mac=dst_mac)
 
 
 def _records(flows: Iterable[dict[str, Any]], first_id: int = 1) -> FlowRecords:
@@ -129,12 +134,12 @@ def _records(flows: Iterable[dict[str, Any]], first_id: int = 1) -> FlowRecords:
         vlan_outer=col("vlan", np.uint16),
         vlan_inner=np.full(n, NO_VLAN, dtype=np.uint16),
         src_mac=col("mac", np.uint64),
-        dst_mac=np.zeros(n, dtype=np.uint64),
+        dst_mac=col("dst_mac", np.uint64),
         src_packets=col("sp", np.uint64),
         dst_packets=col("dp", np.uint64),
         src_bytes=col("sb", np.uint64),
         dst_bytes=col("db", np.uint64),
-        src_tcp_flags=np.zeros(n, dtype=np.uint8),
+        src_tcp_flags=col("flags", np.uint8),
         dst_tcp_flags=np.zeros(n, dtype=np.uint8),
         first_ns=col("first", np.int64),
         last_ns=col("last", np.int64),
@@ -168,7 +173,7 @@ def _one_policy(tmp_path: Path, devices: str, allow: str = "[]", severity: str =
 
 
 def _judge(rules: RuleSet, *batches: Iterable[dict[str, Any]], max_alerts: int | None = None) -> PolicyJudge:
-    judge = PolicyJudge(rules, VERDICTS.get, LOCAL.contains,
+    judge = PolicyJudge(rules, VERDICTS.get,
                         **({} if max_alerts is None else {"max_alerts": max_alerts}))
     first_id = 1
     for batch in batches:
@@ -232,7 +237,7 @@ def test_judge_does_nothing_without_flows_or_policies(tmp_path: Path) -> None:
     rules = _rules(tmp_path, LISTED_LOCAL_ONLY)
     judge = _judge(rules, [])
     assert (judge.alerts(), judge.flows_judged, judge.findings) == ([], 0, 0)
-    empty = PolicyJudge(RuleSet((), ()), VERDICTS.get, LOCAL.contains)
+    empty = PolicyJudge(RuleSet((), ()), VERDICTS.get)
     empty.judge(_records([_flow()]))
     assert (empty.alerts(), empty.flows_judged, empty.findings) == ([], 0, 0)
 
@@ -485,12 +490,49 @@ def test_judge_keeps_every_protocol_and_vlan_and_source_address_of_an_alert(tmp_
     assert alert.source_ips == ("192.168.10.21", "192.168.10.99")
 
 
-def test_judge_caps_the_services_and_source_addresses_it_keeps_but_counts_every_flow(tmp_path: Path) -> None:
-    flows = [_flow(f"192.168.10.{100 + i}", dport=1000 + i, sp=1, sb=10) for i in range(40)]
+def test_judge_caps_the_services_it_keeps_but_counts_every_flow(tmp_path: Path) -> None:
+    flows = [_flow(dport=1000 + i, sp=1, sb=10) for i in range(40)]
     (alert,) = _judge(_rules(tmp_path, LISTED_LOCAL_ONLY), flows[:25], flows[25:]).alerts()
     assert alert.services == tuple((6, 1000 + i) for i in range(32))
-    assert alert.source_ips == tuple(f"192.168.10.{100 + i}" for i in range(16))
     assert (alert.flows, alert.source_packets, alert.source_bytes, len(alert.community_ids)) == (40, 40, 400, 5)
+
+
+def test_judge_treats_a_mac_sending_from_many_local_addresses_as_a_router(tmp_path: Path) -> None:
+    """Behind a router every host shows the router's MAC: its vendor must not judge them."""
+    rules = _one_policy(tmp_path, "[{lists: ndaa-889}, {ips: 10.50.0.0/16}]")
+    host = [_flow("10.50.0.7", mac=ROUTER, first=T0), _flow("10.50.0.7", "198.51.100.1", mac=ROUTER, first=T0 + 1)]
+    judge = _judge(rules, host)  # one source so far: judged as the (listed) router's own traffic
+    assert {(a.device_mac, a.source_ips) for a in judge.alerts()} == {(ROUTER, ("10.50.0.7",))}
+    more = [_flow(f"10.50.0.{i}", "203.0.113.9", mac=ROUTER, first=T0 + 10 + i) for i in (8, 9, 10)]
+    judge.judge(_records(more, first_id=10))
+    routed = [a for a in judge.alerts() if a.destination_ip == "203.0.113.9"]
+    # the fourth local source made it a router: those flows are judged and summed per source address
+    assert sorted((a.device_mac, a.source_ips, a.vendor) for a in routed) == [
+        (0, (f"10.50.0.{i}",), None) for i in (10, 8, 9)]  # sorted as text: "10.50.0.10" < "10.50.0.8"
+    assert all(a.evidence[0].field == "devices[1]" for a in routed)  # selected by address, not by vendor
+
+
+def test_judge_does_not_count_autoconfigured_sources_towards_a_router(tmp_path: Path) -> None:
+    rules = _one_policy(tmp_path, "[{lists: ndaa-889}]")
+    flows = [_flow(src, mac=HIK, first=T0 + i)
+             for i, src in enumerate(["0.0.0.0", "169.254.3.4", "192.168.1.64", "192.168.10.21", "fe80::1"])]
+    flows += [_flow("192.168.10.21", "198.51.100.1", mac=HIK, first=T0 + 9)]
+    judge = _judge(rules, flows)
+    assert {a.device_mac for a in judge.alerts()} == {HIK}
+
+
+def test_judge_judges_a_tcp_connection_whose_start_was_not_captured_from_the_local_side(tmp_path: Path) -> None:
+    rules = _one_policy(tmp_path, "[{lists: ndaa-889}]")
+    # the capture began mid-connection and the server's packet came first: the table calls it inbound
+    midstream = _flow("203.0.113.9", "192.168.10.21", mac=ROUTER, dst_mac=HIK, sport=443, dport=40001, sp=5,
+                      sb=900, dp=20, db=30_000, syn=False)
+    started_outside = _flow("203.0.113.9", "192.168.10.21", mac=ROUTER, dst_mac=HIK, sport=5555, dport=22)
+    judge = _judge(rules, [midstream, started_outside])
+    (alert,) = judge.alerts()
+    assert (alert.device_mac, alert.source_ips, alert.destination_ip, alert.services) == (
+        HIK, ("192.168.10.21",), "203.0.113.9", ((6, 443),))
+    assert (alert.source_packets, alert.source_bytes, alert.destination_bytes) == (20, 30_000, 900)
+    assert judge.flows_judged == 1
 
 
 def test_judge_makes_one_alert_per_device_and_destination(tmp_path: Path) -> None:
@@ -564,6 +606,31 @@ def test_judge_stops_making_alerts_at_max_alerts_and_counts_what_it_dropped(tmp_
     ], max_alerts=2)
     assert [(a.destination_ip, a.flows) for a in judge.alerts()] == [("203.0.113.1", 2), ("203.0.113.2", 1)]
     assert (judge.flows_judged, judge.findings, judge.dropped_findings) == (6, 6, 3)
+
+
+def test_judge_keeps_room_for_severe_alerts_and_remembers_the_worst_dropped_finding(tmp_path: Path) -> None:
+    rules = _rules(tmp_path, """\
+        version: 1
+        policies:
+          - id: dahua-critical
+            name: Dahua
+            devices: [{vendors: dahua}]
+            severity: critical
+          - id: hik-low
+            name: Hikvision
+            devices: [{vendors: hikvision}]
+            severity: low
+        """)
+    flood = [_flow(dst=f"203.0.113.{i}", first=T0 + i) for i in range(1, 10)]
+    judge = _judge(rules, flood, [_flow(dst="198.51.100.1", mac=DAHUA, first=T0 + 20)], max_alerts=4)
+    # low alerts may take 3 of the 4 places (75 %); the critical one still gets the last
+    assert [(a.rule_id, a.destination_ip) for a in judge.alerts()] == [
+        ("dahua-critical", "198.51.100.1"), ("hik-low", "203.0.113.1"), ("hik-low", "203.0.113.2"),
+        ("hik-low", "203.0.113.3")]
+    assert (judge.dropped_findings, judge.worst_rank) == (6, 3)
+    full = _judge(rules, flood[:4], [_flow(dst=f"198.51.100.{i}", mac=DAHUA, first=T0 + 20 + i) for i in range(3)],
+                  max_alerts=4)
+    assert (len(full.alerts()), full.dropped_findings, full.worst_rank) == (4, 3, 3)  # dropped, still counted
 
 
 def test_judge_returns_alerts_most_severe_first_then_by_first_seen(tmp_path: Path) -> None:
@@ -841,3 +908,13 @@ def test_direction_codes_of_the_helper_follow_the_local_networks() -> None:
     assert [_flow(s, d)["direction"] for s, d in (("198.51.100.9", "203.0.113.50"), ("198.51.100.9", "10.0.0.1"),
                                                   ("10.0.0.1", "203.0.113.50"), ("10.0.0.1", "192.168.1.1"))] == [
         DIRECTION_EXTERNAL, DIRECTION_INBOUND, DIRECTION_OUTBOUND, DIRECTION_INTERNAL]
+
+
+def test_judge_matches_long_port_lists_and_overlapping_ranges_exactly(tmp_path: Path) -> None:
+    ports = [*range(1000, 7000, 2), "6990-7010", "7005-7020", "9000-9000", "65535"]
+    allowed = {p for p in range(1000, 7000, 2)} | set(range(6990, 7021)) | {9000, 65535}
+    rules = _one_policy(tmp_path, "[{all: true}]", "[{ports: " + json.dumps(ports) + "}]")
+    probes = [0, 999, 1000, 1001, 6998, 6999, 7000, 7020, 7021, 8999, 9000, 9001, 65534, 65535]
+    judge = _judge(rules, [_flow(dst=f"203.0.113.{i + 1}", dport=p) for i, p in enumerate(probes)])
+    flagged = {int(a.services[0][1]) for a in judge.alerts()}
+    assert flagged == {p for p in probes if p not in allowed}

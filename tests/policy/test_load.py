@@ -103,7 +103,7 @@ def test_missing_path_and_empty_folder_are_config_errors(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="no such rule file or folder"):
         load_rules([tmp_path / "nope.yaml"], VOCABULARY)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match=r"no rule files \(\*\.yaml\)"):
+    with pytest.raises(ConfigError, match=r"no rule files \(\*\.yaml, \*\.yml\)"):
         load_rules([tmp_path / "empty"], VOCABULARY)
 
 
@@ -143,6 +143,17 @@ BAD = {
                      "policy id 'cameras' is used twice"),
     "duplicate-key": (GOOD.replace("    severity: low\n", "    severity: low\n    severity: high\n"), 25,
                       "policies[1].severity", "given twice"),
+    "host-bits": (GOOD.replace("10.0.0.5/32", "10.0.0.5/24"), 11, "policies[0].allow[0].networks[0]",
+                  "'10.0.0.5/24' has host bits set: write '10.0.0.0/24' for the network or '10.0.0.5/32' for the host"),
+    "base-60-port": (GOOD.replace('"123"', "1:30"), 14, "policies[0].allow[1].ports[1]",
+                     "'1:30' is ambiguous in YAML (read as a base-60 or octal number): quote it"),
+    "octal-port": (GOOD.replace('"123"', "010"), 14, "policies[0].allow[1].ports[1]", "'010' is ambiguous"),
+    "unquoted-mac": (GOOD.replace('"4C:BD:8F:00:00:01"', "10:20:30:40:50:59"), 20,
+                     "policies[1].devices[1].macs[0]", "'10:20:30:40:50:59' is ambiguous"),
+    "surrogate": (GOOD.replace("name: Listed vendors stay local", 'name: "bad \\ud800"'), 17,
+                  "policies[1].name", "not valid Unicode"),
+    "too-deep": ("version: 1\npolicies: " + "[" * 40 + "]" * 40 + "\n", 2, "policies[0][0]",
+                 "nested more than 32 levels deep"),
     "unknown-vendor": (GOOD.replace("vendors: hikvision", "vendors: hikvison"), 8,
                        "policies[0].devices[1].vendors[0]", "no vendor with id 'hikvison'"),
     "unknown-list": (GOOD.replace("lists: ndaa-889", "lists: [ndaa-889, entity]"), 19,
@@ -158,6 +169,12 @@ def test_bad_rule_file_is_one_line_naming_file_line_and_field(tmp_path: Path, ca
     assert (err.path, err.line, err.field) == (str(path), line, field), str(err)
     assert message in str(err)
     assert str(err).startswith(f"{path}:{line}: " + (f"{field}: " if field else ""))
+
+
+def test_a_file_nested_beyond_the_parser_stack_is_a_one_line_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "deep.yaml", "version: 1\npolicies: " + "[" * 5000 + "]" * 5000 + "\n")
+    err = error_of(path)
+    assert "nested" in str(err) and str(err).startswith(str(path))
 
 
 def test_vendor_and_list_names_need_a_catalog(tmp_path: Path) -> None:
@@ -178,3 +195,30 @@ def test_shipped_policies_and_the_example_load_against_the_shipped_catalog() -> 
     assert [p.policy.id for p in example.policies] == [
         "scanner-lane", "cameras-to-vms", "vms-stays-local", "listed-vendor-local-only"
     ]
+
+
+def test_rule_folders_skip_hidden_files_and_subfolders_and_read_a_file_given_twice_once(tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    (folder / "inner").mkdir(parents=True)
+    write(folder, "site.YAML", GOOD)
+    (folder / "._site.yaml").write_bytes(b"\x00\x05junk")  # a macOS resource fork
+    write(folder / "inner", "x.yaml", "not: valid")
+    rules = load_rules([folder, folder / "site.YAML", folder], VOCABULARY)
+    assert [p.policy.id for p in rules.policies] == ["cameras", "listed"]
+    assert len(rules.sources) == 1
+
+
+def test_a_broken_link_in_a_rule_folder_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", GOOD)
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "gone.yaml")
+    with pytest.raises(ConfigError, match="broken or looping link"):
+        load_rules([tmp_path], VOCABULARY)
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError, match="broken or looping link"):
+        load_rules([loop], VOCABULARY)
+
+
+def test_the_vendor_catalog_given_as_rules_says_what_it_is() -> None:
+    with pytest.raises(RuleFileError, match="this is a vendor catalog, not a rule file"):
+        load_rules([RULES], VOCABULARY)

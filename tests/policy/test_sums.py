@@ -24,10 +24,14 @@ def findings(dst_lo: list[int], vlan: list[int] | None = None, port: list[int] |
     )
 
 
+def limits(sums: AlertSums, n: int = 100_000) -> np.ndarray:  # type: ignore[type-arg]
+    return np.full(n, sums.max_alerts, dtype=np.int64)
+
+
 def test_sums_rows_by_key_across_batches_and_grows_past_the_first_block() -> None:
     sums = AlertSums(max_alerts=10_000)
-    sums.add(findings(list(range(3000))))
-    sums.add(findings(list(range(1500, 4500)), first=[-5] * 3000))
+    sums.add(findings(list(range(3000))), limits(sums, 3000))
+    sums.add(findings(list(range(1500, 4500)), first=[-5] * 3000), limits(sums, 3000))
     assert len(sums) == 4500
     flows = sums.column("flows")
     assert flows[:1500].tolist() == [1] * 1500 and flows[1500:3000].tolist() == [2] * 1500
@@ -39,15 +43,25 @@ def test_sums_rows_by_key_across_batches_and_grows_past_the_first_block() -> Non
 
 def test_sums_stop_at_max_alerts_and_count_the_rest() -> None:
     sums = AlertSums(max_alerts=3)
-    sums.add(findings([1, 2, 3, 4, 4, 1]))
+    kept = sums.add(findings([1, 2, 3, 4, 4, 1]), limits(sums)[:6])
+    assert kept.tolist() == [True, True, True, False, False, True]
     assert len(sums) == 3 and sums.dropped == 2
     assert sums.column("flows").tolist() == [2, 1, 1]
+
+
+def test_sums_make_new_rows_only_below_each_flows_limit() -> None:
+    sums = AlertSums(max_alerts=3)
+    kept = sums.add(findings([1, 2, 3, 1]), np.array([2, 2, 2, 2], dtype=np.int64))
+    assert kept.tolist() == [True, True, False, True]  # a third row would pass the limit of 2
+    kept = sums.add(findings([3]), np.array([3], dtype=np.int64))
+    assert kept.tolist() == [True] and len(sums) == 3
 
 
 def test_extras_keep_other_services_and_vlans_up_to_their_caps_and_the_first_samples() -> None:
     sums = AlertSums(max_alerts=10)
     n = 40
-    sums.add(findings([7] * n, vlan=[NO_VLAN, *range(1, n)], port=[443, *(8000 + i for i in range(1, n))]))
+    batch = findings([7] * n, vlan=[NO_VLAN, *range(1, n)], port=[443, *(8000 + i for i in range(1, n))])
+    sums.add(batch, limits(sums, n))
     extra = sums.extras[0]
     assert sums.column("vlan")[0] == NO_VLAN and sums.column("port")[0] == 443
     assert extra.vlans == list(range(1, MAX_VLANS + 1))  # no first VLAN: all MAX_VLANS come from extras

@@ -1,0 +1,81 @@
+"""Bounded reading of untrusted payloads: every parser reads through these, never by bare slicing.
+
+A parser catches only Malformed (and returns None); any other exception is a bug for the fuzz
+tests to find. Strings from the wire are decoded with errors="replace" and capped, so a record
+never holds more than a few KB whatever the payload says.
+"""
+
+from __future__ import annotations
+
+import struct
+
+MAX_TEXT = 256
+"""Default cap on one string taken from the wire (characters)."""
+
+
+class Malformed(Exception):
+    """The payload is not what the parser expected (too short, bad length, bad structure)."""
+
+
+class Reader:
+    """A cursor over bytes that raises Malformed instead of reading past the end."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    @property
+    def left(self) -> int:
+        """Return how many bytes remain."""
+        return len(self.data) - self.pos
+
+    def take(self, n: int) -> bytes:
+        """Return the next n bytes."""
+        if n < 0 or self.pos + n > len(self.data):
+            raise Malformed(f"wanted {n} bytes at {self.pos}, have {len(self.data) - self.pos}")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def skip(self, n: int) -> None:
+        """Move past n bytes."""
+        self.take(n)
+
+    def u8(self) -> int:
+        """Return the next byte."""
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        """Return the next big-endian 16-bit integer."""
+        return int(struct.unpack(">H", self.take(2))[0])
+
+    def u24(self) -> int:
+        """Return the next big-endian 24-bit integer."""
+        return int.from_bytes(self.take(3), "big")
+
+    def u32(self) -> int:
+        """Return the next big-endian 32-bit integer."""
+        return int(struct.unpack(">I", self.take(4))[0])
+
+    def u16le(self) -> int:
+        """Return the next little-endian 16-bit integer."""
+        return int(struct.unpack("<H", self.take(2))[0])
+
+    def u32le(self) -> int:
+        """Return the next little-endian 32-bit integer."""
+        return int(struct.unpack("<I", self.take(4))[0])
+
+    def rest(self) -> bytes:
+        """Return everything left."""
+        return self.take(self.left)
+
+    def sub(self, n: int) -> Reader:
+        """Return a Reader over the next n bytes (length-prefixed structures), moving past them."""
+        return Reader(self.take(n))
+
+
+def text(raw: bytes, cap: int = MAX_TEXT) -> str:
+    """Return wire bytes as text (UTF-8, bad bytes replaced), stripped and cut to `cap` characters."""
+    return raw[: cap * 4].decode("utf-8", errors="replace").strip()[:cap]
