@@ -20,11 +20,13 @@ from rich.markup import escape
 
 from auditor import __version__
 from auditor.config import load_settings
+from auditor.devices.evidence import EvidenceTable
 from auditor.devices.oui import OuiRegistry, mac_text
+from auditor.devices.signatures import SignatureSet, load_signatures
 from auditor.devices.table import DeviceTable
 from auditor.devices.types import DeviceRecord
 from auditor.devices.vendors import VendorCatalog, load_vendors
-from auditor.devices.verdicts import VerdictCache, device_records
+from auditor.devices.verdicts import DeviceVerdicts, device_records
 from auditor.errors import AuditorError, ConfigError, OutputError
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.localnet import LocalNetworks
@@ -35,7 +37,7 @@ from auditor.output.devices import write_devices_csv, write_devices_json
 from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.paths import rule_path, state_dir
-from auditor.pipeline import RunStats, analyze_files
+from auditor.pipeline import RunStats, analyze_files, fingerprint_payloads
 from auditor.policy.evaluate import PolicyJudge
 from auditor.policy.load import RuleSet, Vocabulary, load_rules
 from auditor.policy.types import SEVERITIES, Alert
@@ -113,13 +115,17 @@ def analyze(
     vendors: Annotated[
         Path | None, typer.Option("--vendors", help="Vendor catalog (default: the shipped rules/vendors.yaml).")
     ] = None,
+    signatures: Annotated[
+        Path | None,
+        typer.Option("--signatures", help="Protocol signatures, a file or folder (default: rules/fingerprints)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,
 ) -> None:
     """Read capture files; judge each flow against the rule files; write OUT/alerts.jsonl (ECS, one per
     device x destination x rule), OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json."""
     try:
-        run = _analyze(captures, out, config, local_net, quiet, vendors, rules)
+        run = _analyze(captures, out, config, local_net, quiet, vendors, rules, signatures)
     except AuditorError as exc:
         err_console.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
@@ -178,16 +184,22 @@ def _analyze(
     quiet: bool,
     vendors_file: Path | None,
     rule_paths: list[Path] | None,
+    signatures_path: Path | None = None,
 ) -> _Run:
     bound_heap_growth()
     settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
     # every rule file is read before any packet or output: a bad one stops the run and overwrites nothing
     catalog = _vendor_catalog(vendors_file)
     ruleset = _rule_set(rule_paths, catalog)
+    signature_set = _signatures(signatures_path, catalog)
     registry = OuiRegistry.default(state_dir())
     local = LocalNetworks(settings.local_networks)
     devices = DeviceTable(local.contains)
-    judge = PolicyJudge(ruleset, VerdictCache(registry, catalog))
+    evidence = EvidenceTable(signature_set)
+    rejected: Counter[str] = Counter()
+    payloads = fingerprint_payloads(evidence, rejected)
+    verdicts = DeviceVerdicts(registry, catalog, evidence)
+    judge = PolicyJudge(ruleset, verdicts)
     try:
         out.mkdir(parents=True, exist_ok=True)
         flows_file = open(out / "flows.jsonl", "wb")  # noqa: SIM115 - closed below, after the run
@@ -210,13 +222,13 @@ def _analyze(
                 with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
                     reporter = _ProgressReporter(progress)
                     stats = analyze_files(
-                        captures, settings, sink, reporter=reporter, devices=devices, policy=judge
+                        captures, settings, sink, payloads, reporter=reporter, devices=devices, policy=judge
                     )
             else:
-                stats = analyze_files(captures, settings, sink, devices=devices, policy=judge)
+                stats = analyze_files(captures, settings, sink, payloads, devices=devices, policy=judge)
         finally:
             sink.close()
-    records = device_records(devices, registry, catalog)
+    records = device_records(devices, verdicts)
     alerts = _AlertTally()
     try:
         with _replacing(out / "devices.json", "wb") as fj:
@@ -235,6 +247,10 @@ def _analyze(
     summary = stats.to_dict()
     summary["devices"] = len(records)
     summary["vendor_catalog"] = catalog.source if catalog else None
+    summary["signatures"] = {"files": signature_set.sources, "count": len(signature_set)}
+    summary["protocol_records"] = dict(sorted(evidence.records.items()))
+    summary["protocol_payloads_refused"] = dict(sorted(rejected.items()))
+    summary["oem_relabels"] = sum(1 for d in records if d.vendor is not None and d.vendor.relabel)
     summary["rules"] = [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in ruleset.sources]
     summary["flows_judged"] = judge.flows_judged
     summary["findings"] = judge.findings
@@ -254,6 +270,13 @@ def _replacing(path: Path, mode: str) -> Iterator[Any]:
     with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
         yield fh
     os.replace(tmp, path)
+
+
+def _signatures(path: Path | None, catalog: VendorCatalog | None) -> SignatureSet:
+    path = path or rule_path("fingerprints")
+    if path is None:
+        return SignatureSet([], [])
+    return load_signatures(path, frozenset(v.id for v in catalog.vendors) if catalog else None)
 
 
 def _vendor_catalog(path: Path | None) -> VendorCatalog | None:
@@ -349,31 +372,42 @@ def _print_alerts(console: Console, top: list[Alert], summary: dict[str, Any]) -
 
 
 def _print_devices(console: Console, records: list[DeviceRecord]) -> None:
-    """List the devices the vendor catalog knows, listed vendors first; count the rest."""
+    """List the devices with a verdict, listed vendors first; count the rest; then the OEM relabels."""
     from rich.table import Table
 
     known = [d for d in records if d.vendor is not None]
-    known.sort(key=lambda d: (not d.vendor.lists, d.vendor.vendor_id or "", d.mac))  # type: ignore[union-attr]
+    known.sort(key=lambda d: (not d.vendor.lists, d.vendor.vendor_id or "~", d.mac))  # type: ignore[union-attr]
     listed = sum(1 for d in known if d.vendor and d.vendor.lists)
     console.print(
-        f"{len(records):,} devices: {listed:,} from listed vendors, {len(known) - listed:,} other known makers, "
-        f"{len(records) - len(known):,} not in the vendor catalog"
+        f"{len(records):,} devices: {listed:,} from listed vendors, {len(known) - listed:,} other known makers or "
+        f"classes, {len(records) - len(known):,} unidentified"
     )
     if not known:
         return
-    table = Table(title="devices by vendor (details in devices.json)", show_header=True, header_style="bold")
-    for column in ("MAC", "IP", "vendor", "class", "lists"):
-        table.add_column(column, no_wrap=column == "MAC")
+    table = Table(title="devices by maker (details in devices.json)", show_header=True, header_style="bold")
+    for column in ("MAC", "IP", "maker", "class", "model", "lists"):
+        table.add_column(column, no_wrap=column == "MAC", overflow="fold")
     for d in known:
         v = d.vendor
         assert v is not None
         lists = " ".join(m.list_id for m in v.lists) or "-"
         ip = d.addresses[0].ip if d.addresses else "-"
         table.add_row(
-            mac_text(d.mac), escape(ip), escape(v.vendor_id or "?"), v.device_class,
+            mac_text(d.mac), escape(ip), escape(v.vendor_id or "?"), v.device_class, escape(v.model or "-"),
             f"[red]{escape(lists)}[/red]" if v.lists else lists,
         )
     console.print(table)
+    relabels = [d for d in known if d.vendor is not None and d.vendor.relabel]
+    if relabels:
+        table = Table(title="OEM relabels: made by one maker, sold or networked as another", header_style="bold")
+        for column in ("MAC", "maker", "sold as", "why"):
+            table.add_column(column, no_wrap=column == "MAC", overflow="fold")
+        for d in relabels:
+            v = d.vendor
+            assert v is not None
+            sold_as = v.brand or (d.oui.organization if d.oui else "-")
+            table.add_row(mac_text(d.mac), escape(v.vendor_id or "?"), escape(sold_as), escape(v.relabel or ""))
+        console.print(table)
 
 
 oui_app = typer.Typer(help="The IEEE MAC address registry (OUI) table.", no_args_is_help=True)

@@ -19,13 +19,15 @@ from auditor.capture.types import DEFAULT_BATCH_FRAMES, PacketSource
 from auditor.config import Settings
 from auditor.decode import decode
 from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2
+from auditor.devices.evidence import EvidenceTable
 from auditor.devices.table import DeviceTable
 from auditor.errors import CaptureError
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.payloads import PayloadRegistry
 from auditor.flows.table import FlowOptions, FlowTable
-from auditor.flows.types import END_REASONS, FlowRecords
+from auditor.flows.types import END_REASONS, FlowRecords, Payload
 from auditor.policy.evaluate import PolicyJudge
+from auditor.protocols import ETHERTYPE_PARSERS, FLOW_HEAD_PACKETS, PORT_PARSERS, Parser, parse_flow_head
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,34 @@ class RunStats:
             "elapsed_s": round(self.elapsed_s, 3),
             "packets_per_s": round(self.frames / self.elapsed_s) if self.elapsed_s > 0 else None,
         }
+
+
+def fingerprint_payloads(evidence: EvidenceTable, rejected: Counter[str] | None = None) -> PayloadRegistry:
+    """Return the payload hand-off that feeds the protocol parsers (protocols/) into `evidence`.
+
+    Discovery and service ports are parsed in both directions, every non-IP SADP frame, and the
+    first payload packets of every TCP flow on any port (TLS, HTTP/RTSP and DVRIP are recognised
+    by their first bytes). Each record's facts are kept under the sending MAC. Payloads a parser
+    refuses are counted per parser in `rejected`.
+    """
+    registry = PayloadRegistry()
+    refused = rejected if rejected is not None else Counter()
+
+    def feeding(name: str, parse: Parser) -> Callable[[Payload], None]:
+        def handle(payload: Payload) -> None:
+            record = parse(payload.data)
+            if record is None:
+                refused[name] += 1
+                return
+            evidence.observe(payload.src_mac, payload.ts_ns, record.protocol, record.facts())
+        return handle
+
+    for name, proto, port, parse in PORT_PARSERS:
+        registry.by_port(name, proto, port, feeding(name, parse))
+    for name, ethertype, parse in ETHERTYPE_PARSERS:
+        registry.by_ethertype(name, ethertype, feeding(name, parse))
+    registry.by_flow_head("tcp-head", FLOW_HEAD_PACKETS, feeding("tcp-head", parse_flow_head))
+    return registry
 
 
 def flow_options(settings: Settings) -> FlowOptions:

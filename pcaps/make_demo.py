@@ -15,6 +15,7 @@ that adds its frames (use the Site and Tcp helpers), and list it in DEVICES with
 from __future__ import annotations
 
 import argparse
+import json
 import struct
 import sys
 from collections.abc import Callable
@@ -54,16 +55,40 @@ HIKVISION_CAM = Host("hikvision-cam", "4c:bd:8f:21:10:21", "192.168.10.21")
 AXIS_CAM = Host("axis-cam", "ac:cc:8e:4a:1b:2c", "192.168.10.22", ip6="fe80::aecc:8eff:fe4a:1b2c")
 DAHUA_NVR = Host("dahua-nvr", "3c:ef:8c:30:10:30", "192.168.10.30")
 EZVIZ_CAM = Host("ezviz-cam", "58:8f:cf:40:10:40", "192.168.10.40")
+# A Dahua-made camera sold under another brand: its MAC has Lorex's OUI (00:1F:54, "Lorex Technology Inc.";
+# fingerprints.md A: Lorex models are Dahua OEM), so only what it says on the wire shows it is a Dahua.
+OEM_DAHUA_CAM = Host("oem-dahua-cam", "00:1f:54:50:10:50", "192.168.10.50")
+# A Hikvision Wi-Fi camera whose MAC comes from its Wi-Fi module (24:0A:C4, "Espressif Inc."; fingerprints.md A:
+# Wi-Fi cameras often carry a Wi-Fi-module OUI): the OUI says nothing about the camera's maker.
+WIFI_HIK_CAM = Host("wifi-hikvision-cam", "24:0a:c4:60:10:60", "192.168.10.60")
 PC = Host("pc", "00:1b:21:3a:4b:5c", "192.168.10.100", ip6="fd00:10::100", ttl=128)  # Intel NIC, Windows
 SCANNER = Host("nuctech-scanner", "c0:9b:f4:b1:02:15", "192.168.20.15", vlan=20)  # Nuctech MA-M /28
 WORKSTATION = Host("scanner-ws", "00:14:22:14:00:02", "192.168.20.2", vlan=20)
-HOSTS = [GATEWAY, VMS, HIKVISION_CAM, AXIS_CAM, DAHUA_NVR, EZVIZ_CAM, PC, SCANNER, WORKSTATION]
+HOSTS = [
+    GATEWAY,
+    VMS,
+    HIKVISION_CAM,
+    AXIS_CAM,
+    DAHUA_NVR,
+    EZVIZ_CAM,
+    OEM_DAHUA_CAM,
+    WIFI_HIK_CAM,
+    PC,
+    SCANNER,
+    WORKSTATION,
+]
 
 # Public peers (documentation ranges, RFC 5737)
 EASY4IP = "203.0.113.50"
 EXAMPLE_WEB = "198.51.100.10"
 EZVIZ_PEER = "198.51.100.77"
 IMAGE_SINK = "203.0.113.80"  # where the Nuctech scanner uploads its images (HTTP 8080)
+EZVIZ_LITEDEV = "198.51.100.41"  # what the site resolver answers for litedev.ezvizlife.com
+HIK_CONNECT = "203.0.113.61"  # what the site resolver answers for litedev.hik-connect.com
+
+# Multicast groups of the discovery protocols (fingerprints.md section C)
+SSDP_GROUP = "239.255.255.250"  # SSDP udp/1900 (B9), and also ONVIF WS-Discovery udp/3702 (B8), SADP udp/37020 (B1)
+DHIP_GROUP = "239.255.255.251"  # Dahua DHIP udp/37810 (B4)
 
 
 def filler(n: int, salt: int = 0) -> bytes:
@@ -100,6 +125,13 @@ class Site:
 
     def udp(self, t: float, src_ip: str, dst_ip: str, sport: int, dport: int, payload: Packet | bytes) -> None:
         self.add(t, self.ip(src_ip, dst_ip) / UDP(sport=sport, dport=dport) / payload)
+
+    def multicast(self, t: float, src: Host, group: str, sport: int, dport: int, payload: bytes, ttl: int = 1) -> None:
+        """Add a UDP datagram from src to an IPv4 multicast group (on the LAN only: never routed)."""
+        octets = [int(x) for x in group.split(".")]
+        mac = f"01:00:5e:{octets[1] & 0x7F:02x}:{octets[2]:02x}:{octets[3]:02x}"  # RFC 1112 §6.4: low 23 bits
+        ip = IP(src=src.ip, dst=group, ttl=ttl, id=0, flags="DF")
+        self.add(t, self.ether(src, None, dst_mac=mac) / ip / UDP(sport=sport, dport=dport) / payload)
 
     def write(self, path: Path) -> int:
         """Write the frames to path as a pcap; return how many were written."""
@@ -240,6 +272,91 @@ def rtsp(lines: list[str], body: str = "") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
+def sadp_hello(host: Host, uuid: str, ident: list[tuple[str, str]], status: list[tuple[str, str]]) -> bytes:
+    """Return a Hikvision SADP <Hello>, the XML a device multicasts unasked to 239.255.255.250:37020.
+
+    fingerprints.md B1: plain UTF-8 XML; devices announce themselves with Hello (ethodump-ng handles
+    Probe, ProbeMatch and Hello) carrying the ProbeMatch fields: Uuid, then `ident` (DeviceType,
+    DeviceDescription = model, DeviceSN = model + date + serial, CommandPort, HttpPort), then the host's
+    own network fields (MAC dash-separated, IPv4Address...), then `status` (SoftwareVersion
+    `V5.x.ybuild YYMMDD`, DetailOEMCode, SupportHCPlatform, HCPlatformEnable...).
+    """
+    network = [
+        ("MAC", host.mac.replace(":", "-")),
+        ("IPv4Address", host.ip),
+        ("IPv4SubnetMask", "255.255.255.0"),
+        ("IPv4Gateway", GATEWAY.ip),
+        ("IPv6Address", "::"),
+        ("IPv6Gateway", "::"),
+        ("IPv6MaskLen", "64"),
+        ("DHCP", "false"),  # a fixed address, as the DHIP announcements say (DhcpEnable false)
+    ]
+    body = "".join(f"<{k}>{v}</{k}>" for k, v in [("Uuid", uuid), *ident, *network, *status])
+    return f'<?xml version="1.0" encoding="UTF-8"?><Hello>{body}</Hello>'.encode()
+
+
+def wsd_hello(host: Host, uuid: str, message_id: str, types: str, scopes: list[str]) -> bytes:
+    """Return an ONVIF WS-Discovery Hello (SOAP 1.2, WS-Discovery 2005/04), multicast to 239.255.255.250:3702.
+
+    fingerprints.md B8: Types `dn:NetworkVideoTransmitter` (ns http://www.onvif.org/ver10/network/wsdl) with
+    `tds:Device`; space-separated, percent-encoded onvif:// scopes; XAddrs `http://<ip>/onvif/device_service`.
+    """
+    ns = (
+        'xmlns:env="http://www.w3.org/2003/05/soap-envelope" '
+        'xmlns:wsadis="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
+        'xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery" '
+        'xmlns:dn="http://www.onvif.org/ver10/network/wsdl" '
+        'xmlns:tds="http://www.onvif.org/ver10/device/wsdl"'
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><env:Envelope {ns}><env:Header>'
+        f"<wsadis:MessageID>urn:uuid:{message_id}</wsadis:MessageID>"
+        "<wsadis:To>urn:schemas-xmlsoap-org:ws:2005:04:discovery</wsadis:To>"
+        "<wsadis:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/Hello</wsadis:Action>"
+        '<d:AppSequence InstanceId="1" MessageNumber="1"/></env:Header><env:Body><d:Hello>'
+        f"<wsadis:EndpointReference><wsadis:Address>urn:uuid:{uuid}</wsadis:Address></wsadis:EndpointReference>"
+        f"<d:Types>{types}</d:Types><d:Scopes>{' '.join(scopes)}</d:Scopes>"
+        f"<d:XAddrs>http://{host.ip}/onvif/device_service</d:XAddrs>"
+        "<d:MetadataVersion>1</d:MetadataVersion></d:Hello></env:Body></env:Envelope>"
+    ).encode()
+
+
+def dhip_notify(host: Host, info: dict[str, object]) -> bytes:
+    """Return a Dahua DHIP client.notifyDevInfo datagram, as a device multicasts it to 239.255.255.251:37810.
+
+    fingerprints.md B4: a 32-byte little-endian header (u32 0x20, ASCII 'DHIP', the JSON length at 0x10 and
+    0x18, the rest 0), then JSON with `method`, a top-level `mac` and `params.deviceInfo` (DeviceType,
+    SerialNo, Vendor, Version, MachineName, IPv4Address{...}, Port 37777...), then padding (ethodump-ng
+    strips 2 bytes after the JSON).
+    """
+    doc = {
+        "mac": host.mac,
+        "method": "client.notifyDevInfo",
+        "params": {
+            "deviceInfo": {
+                **info,
+                "HttpPort": 80,
+                "IPv4Address": {
+                    "DefaultGateway": GATEWAY.ip,
+                    "DhcpEnable": False,
+                    "IPAddress": host.ip,
+                    "SubnetMask": "255.255.255.0",
+                },
+                "Port": 37777,
+            }
+        },
+    }
+    body = json.dumps(doc, separators=(",", ":"), sort_keys=False).encode()
+    return struct.pack("<I4sIIIIII", 0x20, b"DHIP", 0, 0, len(body), 0, len(body), 0) + body + b"\n\x00"
+
+
+def ssdp_search(target: str, mx: int = 3) -> bytes:
+    """Return an SSDP M-SEARCH for `target` (UPnP Device Architecture: HOST, MAN "ssdp:discover", MX, ST)."""
+    return (
+        f'M-SEARCH * HTTP/1.1\r\nHOST: {SSDP_GROUP}:1900\r\nST: {target}\r\nMAN: "ssdp:discover"\r\nMX: {mx}\r\n\r\n'
+    ).encode()
+
+
 def dns_exchange(
     site: Site,
     t: float,
@@ -305,6 +422,7 @@ def hikvision_camera(site: Site, t0: float) -> None:
     cam, vms = HIKVISION_CAM, VMS
     site.udp(t0, cam.ip, GATEWAY.ip, 123, 123, ntp_packet(3, t0))
     site.udp(t0 + 0.0008, GATEWAY.ip, cam.ip, 123, 123, ntp_packet(4, t0 + 0.0004, 2, b"\xc0\x00\x02\x7b"))
+    hikvision_discovery(site, t0 + 0.5)
 
     t = t0 + 1.5
     arp_exchange(site, t, vms, cam)
@@ -416,6 +534,65 @@ def hikvision_camera(site: Site, t0: float) -> None:
     c.send(t, True, rtsp([f"TEARDOWN {url} RTSP/1.0", "CSeq: 6", auth, ua, session]))
     c.send(t + 0.002, False, rtsp(["RTSP/1.0 200 OK", "CSeq: 6", session, date]))
     c.close(t + 0.003, True, 0.0004)
+
+
+def hikvision_discovery(site: Site, t: float) -> None:
+    """The Hikvision camera announces itself: a SADP Hello (fingerprints.md B1) and an ONVIF WS-Discovery
+    Hello (B8). DetailOEMCode 1 is Hikvision's own (not rebadged) firmware; Hik-Connect is supported but
+    switched off (HCPlatformEnable false), matching a camera that talks only to local hosts. The numeric
+    DeviceType, the serial, the UUIDs and the build dates are made up."""
+    cam = HIKVISION_CAM
+    model = "DS-2CD2143G2-I"
+    hello = sadp_hello(
+        cam,
+        "4C4B4D30-1DD2-11B2-8000-4CBD8F211021",
+        [
+            ("DeviceType", "139264"),
+            ("DeviceDescription", model),
+            ("DeviceSN", f"{model}20220315AAWRJ00000021"),
+            ("CommandPort", "8000"),
+            ("HttpPort", "80"),
+        ],
+        [
+            ("AnalogChannelNum", "0"),
+            ("DigitalChannelNum", "1"),
+            ("SoftwareVersion", "V5.7.3build 220112"),
+            ("DSPVersion", "V7.3 build 220112"),
+            ("BootTime", "2026-11-02 08:41:17"),
+            ("Encrypt", "true"),
+            ("ResetAbility", "false"),
+            ("DiskNumber", "0"),
+            ("Activated", "true"),
+            ("PasswordResetAbility", "true"),
+            ("PasswordResetModeSecond", "true"),
+            ("DetailOEMCode", "1"),
+            ("SupportSecurityQuestion", "true"),
+            ("SupportHCPlatform", "true"),
+            ("HCPlatformEnable", "false"),
+            ("IsModifyVerificationCode", "false"),
+            ("SDKServerStatus", "true"),
+            ("SDKOverTLSServerStatus", "true"),
+        ],
+    )
+    site.multicast(t, cam, SSDP_GROUP, 37020, 37020, hello)
+    onvif = "onvif://www.onvif.org"
+    scopes = [
+        f"{onvif}/type/video_encoder",
+        f"{onvif}/type/Network_Video_Transmitter",
+        f"{onvif}/Profile/Streaming",
+        f"{onvif}/MAC/{cam.mac}",
+        f"{onvif}/hardware/{model}",
+        f"{onvif}/name/HIKVISION%20{model}",
+        f"{onvif}/location/city/hangzhou",
+    ]
+    wsd = wsd_hello(
+        cam,
+        "4c4b4d30-1dd2-11b2-8000-4cbd8f211021",
+        "4c4b4d30-1dd2-11b2-8001-4cbd8f211021",
+        "dn:NetworkVideoTransmitter tds:Device",
+        scopes,
+    )
+    site.multicast(t + 0.1, cam, SSDP_GROUP, 3702, 3702, wsd)
 
 
 def axis_camera(site: Site, t0: float) -> None:
@@ -552,25 +729,51 @@ def dahua_nvr(site: Site, t0: float) -> None:
     arp_exchange(site, t0, nvr, GATEWAY)
     dns_exchange(site, t0 + 0.01, nvr, GATEWAY.ip, 0x4D21, 40123, "www.easy4ipcloud.com", EASY4IP, rtt=0.031)
     tls_session(site, t0 + 0.1, nvr, EASY4IP, 41234, "www.easy4ipcloud.com", salt=1, rtt=0.180)
+    # fingerprints.md B4: generic Dahua firmware says Vendor "General"; the serial is the one in its RTSP realm
+    info = {
+        "AlarmInputChannels": 4,
+        "AlarmOutputChannels": 1,
+        "DeviceType": "DHI-NVR4208-8P-4KS2/L",
+        "MachineName": "dahua-nvr",
+        "RemoteVideoInputChannels": 8,
+        "SerialNo": "7K0DEMO0030",
+        "Vendor": "General",
+        "Version": "4.001.0000000.6",
+        "VideoInputChannels": 0,
+        "VideoOutputChannels": 2,
+    }
+    site.multicast(t0 + 1.5, nvr, DHIP_GROUP, 37810, 37810, dhip_notify(nvr, info))
     dahua_rtsp(site, t0 + 8.0)
 
 
-def dahua_rtsp(site: Site, t0: float) -> None:
-    """The VMS pulls the Dahua NVR's stream over RTSP: OPTIONS, DESCRIBE -> 401, DESCRIBE -> 200, SETUP, PLAY,
-    8 interleaved RTP frames, TEARDOWN, FIN.
+def dahua_rtsp(
+    site: Site,
+    t0: float,
+    nvr: Host = DAHUA_NVR,
+    *,
+    sport: int = 50562,
+    isns: tuple[int, int] = (0x2C00_0001, 0x6D00_0001),
+    serial: str = "7K0DEMO0030",
+    nonce: str = "a4f1c2e3b5d6978801f2e3d4c5b6a798",
+    response: str = "7d3e9a1b2c4f5e6d8a9b0c1d2e3f4a5b",
+    session_id: str = "3021554877",
+    ssrc: int = 0x5D1E3A70,
+    frames: int = 8,
+    salt: int = 40,
+) -> None:
+    """The VMS pulls a Dahua-made device's stream over RTSP: OPTIONS, DESCRIBE -> 401, DESCRIBE -> 200, SETUP,
+    PLAY, `frames` interleaved RTP frames, TEARDOWN, FIN. The defaults are the Dahua NVR's session.
 
     Banners from ../shared/research/fingerprints.md B13: Dahua's RTSP server answers with
     `Server: Dahua Rtsp Server` (recog rtsp_servers.xml; nmap), and its digest realm is `Login to <serial>`
     (recog/nmap, seen on Lorex, a Dahua OEM). The serial, nonce and digest response are made up.
     """
-    nvr, vms = DAHUA_NVR, VMS
-    serial = "7K0DEMO0030"
+    vms = VMS
     realm = f"Login to {serial}"
     server = "Server: Dahua Rtsp Server"
     url = f"rtsp://{nvr.ip}:554/cam/realmonitor?channel=1&subtype=0"
     ua = "User-Agent: LibVLC/3.0.18 (LIVE555 Streaming Media v2016.11.28)"
-    nonce = "a4f1c2e3b5d6978801f2e3d4c5b6a798"
-    c = Tcp(site, vms.ip, nvr.ip, 50562, 554, 0x2C00_0001, 0x6D00_0001)
+    c = Tcp(site, vms.ip, nvr.ip, sport, 554, *isns)
     t = c.handshake(t0, 0.0004)
     sdp = "\r\n".join(
         [
@@ -590,10 +793,9 @@ def dahua_rtsp(site: Site, t0: float) -> None:
         ]
     )
     auth = (
-        f'Authorization: Digest username="admin", realm="{realm}", '
-        f'nonce="{nonce}", uri="{url}", response="7d3e9a1b2c4f5e6d8a9b0c1d2e3f4a5b"'
+        f'Authorization: Digest username="admin", realm="{realm}", nonce="{nonce}", uri="{url}", response="{response}"'
     )
-    session = "Session: 3021554877"
+    session = f"Session: {session_id}"
     exchange = [
         (
             rtsp([f"OPTIONS {url} RTSP/1.0", "CSeq: 1", ua]),
@@ -647,7 +849,7 @@ def dahua_rtsp(site: Site, t0: float) -> None:
                     "CSeq: 4",
                     server,
                     f"{session};timeout=60",
-                    "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=5D1E3A70",
+                    f"Transport: RTP/AVP/TCP;unicast;interleaved=0-1;ssrc={ssrc:08X}",
                 ]
             ),
         ),
@@ -662,9 +864,9 @@ def dahua_rtsp(site: Site, t0: float) -> None:
         c.ack(t + 0.0127, True)
         t += 0.02
     # interleaved RTP (RFC 2326 §10.12) carrying H.264 FU-A fragments, as for the Hikvision camera
-    for i in range(8):
-        rtp = struct.pack(">BBHII", 0x80, 96 | (0x80 if i % 4 == 3 else 0), 8800 + i, 3600 * (i // 4), 0x5D1E3A70)
-        nal = bytes([0x7C, (0x85 if i % 4 == 0 else 0x05) | (0x40 if i % 4 == 3 else 0)]) + filler(900, 40 + i)
+    for i in range(frames):
+        rtp = struct.pack(">BBHII", 0x80, 96 | (0x80 if i % 4 == 3 else 0), 8800 + i, 3600 * (i // 4), ssrc)
+        nal = bytes([0x7C, (0x85 if i % 4 == 0 else 0x05) | (0x40 if i % 4 == 3 else 0)]) + filler(900, salt + i)
         c.send(t + 0.01 * i, False, b"$\x00" + struct.pack(">H", len(rtp) + len(nal)) + rtp + nal)
         if i % 2 == 1:
             c.ack(t + 0.01 * i + 0.0002, True)
@@ -675,10 +877,20 @@ def dahua_rtsp(site: Site, t0: float) -> None:
 
 
 def ezviz_camera(site: Site, t0: float) -> None:
-    """EZVIZ camera: UDP to a public address it never looked up in DNS (placeholder payload, not the real format)."""
+    """EZVIZ camera: looks up and calls its bootstrap server, searches for a UPnP router to open ports on,
+    then UDP to a public address it never looked up in DNS (placeholder payload, not the real format).
+
+    fingerprints.md B7 (Blanchfield's EZVIZ DB1 capture): DNS for litedev.ezvizlife.com at boot, then the
+    device talks to it (the capture's TLS on 443 stands in for its binary tcp/8666 exchange), and it
+    sends SSDP M-SEARCH for InternetGatewayDevice (B9: a UPnP port-forwarding attempt).
+    """
     cam = EZVIZ_CAM
+    dns_exchange(site, t0, cam, GATEWAY.ip, 0x5E40, 49300, "litedev.ezvizlife.com", EZVIZ_LITEDEV, rtt=0.009)
+    tls_session(site, t0 + 0.05, cam, EZVIZ_LITEDEV, 49301, "litedev.ezvizlife.com", salt=3, rtt=0.210)
+    igd = ssdp_search("urn:schemas-upnp-org:device:InternetGatewayDevice:1")
+    site.multicast(t0 + 2.0, cam, SSDP_GROUP, 49302, 1900, igd, ttl=2)  # UDA 1.1+: TTL should default to 2
     for i in range(3):
-        t = t0 + 15.0 * i
+        t = t0 + 4.0 + 15.0 * i
         site.udp(
             t,
             cam.ip,
@@ -700,6 +912,75 @@ def ezviz_camera(site: Site, t0: float) -> None:
                 f'<?xml version="1.0" encoding="utf-8"?><Response><Seq>{i + 1}</Seq><Result>0</Result></Response>'
             ).encode(),
         )
+
+
+def oem_dahua_camera(site: Site, t0: float) -> None:
+    """A Dahua-made camera sold as Lorex, with Lorex's OUI: it answers DHIP with Vendor "Lorex" and a Dahua
+    IPC-... DeviceType (fingerprints.md B4: Vendor is the OEM label), and its RTSP server is Dahua's
+    (B13: `Server: Dahua Rtsp Server`, realm `Login to <serial>`). Serial and firmware are made up."""
+    cam = OEM_DAHUA_CAM
+    info = {
+        "AlarmInputChannels": 1,
+        "AlarmOutputChannels": 1,
+        "DeviceType": "IPC-HDW2431T-AS-S2",
+        "MachineName": "oem-dahua-cam",
+        "RemoteVideoInputChannels": 0,
+        "SerialNo": "7M0DEMO0050",
+        "Vendor": "Lorex",
+        "Version": "2.800.0000000.25.R",
+        "VideoInputChannels": 1,
+        "VideoOutputChannels": 0,
+    }
+    site.multicast(t0, cam, DHIP_GROUP, 37810, 37810, dhip_notify(cam, info))
+    arp_exchange(site, t0 + 1.0, VMS, cam)
+    dahua_rtsp(
+        site,
+        t0 + 1.001,
+        cam,
+        sport=50566,
+        isns=(0x2E00_0001, 0x6F00_0001),
+        serial="7M0DEMO0050",
+        nonce="c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8",
+        response="1f2e3d4c5b6a79880f1e2d3c4b5a6978",
+        session_id="1850334702",
+        ssrc=0x3A5C7E91,
+        frames=4,
+        salt=50,
+    )
+
+
+def wifi_hikvision_camera(site: Site, t0: float) -> None:
+    """A Hikvision Wi-Fi camera (DS-2CV... series) whose MAC has its Espressif Wi-Fi module's OUI: it announces
+    itself over SADP (fingerprints.md B1; Hik-Connect on, HCPlatformEnable true) and, after a DNS lookup via
+    the gateway, opens TLS to the Hik-Connect platform address litedev.hik-connect.com (B7). The numeric
+    DeviceType, serial, UUID and build dates are made up."""
+    cam = WIFI_HIK_CAM
+    model = "DS-2CV2041G2-IDW"
+    hello = sadp_hello(
+        cam,
+        "4C4B4D30-1DD2-11B2-8000-240AC4601060",
+        [
+            ("DeviceType", "139264"),
+            ("DeviceDescription", model),
+            ("DeviceSN", f"{model}20230615AAWRL00000060"),
+            ("CommandPort", "8000"),
+            ("HttpPort", "80"),
+        ],
+        [
+            ("AnalogChannelNum", "0"),
+            ("DigitalChannelNum", "1"),
+            ("SoftwareVersion", "V5.5.800build 230615"),
+            ("DSPVersion", "V7.3 build 230615"),
+            ("BootTime", "2026-11-02 08:58:40"),
+            ("Activated", "true"),
+            ("DetailOEMCode", "1"),
+            ("SupportHCPlatform", "true"),
+            ("HCPlatformEnable", "true"),
+        ],
+    )
+    site.multicast(t0, cam, SSDP_GROUP, 37020, 37020, hello)
+    dns_exchange(site, t0 + 1.0, cam, GATEWAY.ip, 0x6A60, 50060, "litedev.hik-connect.com", HIK_CONNECT, rtt=0.011)
+    tls_session(site, t0 + 1.05, cam, HIK_CONNECT, 50061, "litedev.hik-connect.com", salt=4, rtt=0.190)
 
 
 def pc(site: Site, t0: float) -> None:
@@ -755,10 +1036,12 @@ def nuctech_scanner(site: Site, t0: float) -> None:
 DEVICES: list[tuple[Callable[[Site, float], None], float]] = [
     (axis_camera, 0.0),
     (hikvision_camera, 3.0),
+    (ezviz_camera, 8.0),
     (dahua_nvr, 10.0),
-    (ezviz_camera, 12.0),
     (pc, 15.0),
+    (oem_dahua_camera, 22.0),
     (nuctech_scanner, 30.0),
+    (wifi_hikvision_camera, 31.0),
 ]
 """Each device's function and the second (after START_S) at which its first frame appears."""
 

@@ -77,6 +77,92 @@ EXPECTED = {
         "end-of-capture",
     ),
     ("udp", "192.168.20.15", 40514, "192.168.20.2", 514, 3, 0, "internal", "20", "C0-9B-F4-B1-02-15", "end-of-capture"),
+    # what the cameras say on the wire (fingerprints.md B1, B4, B7, B8, B9): multicast announcements, cloud look-ups
+    (
+        "udp",
+        "192.168.10.21",
+        37020,
+        "239.255.255.250",
+        37020,
+        1,
+        0,
+        "internal",
+        None,
+        "4C-BD-8F-21-10-21",
+        "end-of-capture",
+    ),
+    (
+        "udp",
+        "192.168.10.21",
+        3702,
+        "239.255.255.250",
+        3702,
+        1,
+        0,
+        "internal",
+        None,
+        "4C-BD-8F-21-10-21",
+        "end-of-capture",
+    ),
+    (
+        "udp",
+        "192.168.10.30",
+        37810,
+        "239.255.255.251",
+        37810,
+        1,
+        0,
+        "internal",
+        None,
+        "3C-EF-8C-30-10-30",
+        "end-of-capture",
+    ),
+    ("udp", "192.168.10.40", 49300, "192.168.10.1", 53, 1, 1, "internal", None, "58-8F-CF-40-10-40", "end-of-capture"),
+    ("tcp", "192.168.10.40", 49301, "198.51.100.41", 443, 7, 4, "outbound", None, "58-8F-CF-40-10-40", "tcp-close"),
+    (
+        "udp",
+        "192.168.10.40",
+        49302,
+        "239.255.255.250",
+        1900,
+        1,
+        0,
+        "internal",
+        None,
+        "58-8F-CF-40-10-40",
+        "end-of-capture",
+    ),
+    # the Dahua-made camera under Lorex's OUI: DHIP announcement, RTSP to the VMS
+    (
+        "udp",
+        "192.168.10.50",
+        37810,
+        "239.255.255.251",
+        37810,
+        1,
+        0,
+        "internal",
+        None,
+        "00-1F-54-50-10-50",
+        "end-of-capture",
+    ),
+    ("tcp", "192.168.10.5", 50566, "192.168.10.50", 554, 17, 12, "internal", None, "00-14-22-0A-00-05", "tcp-close"),
+    # the Hikvision Wi-Fi camera under Espressif's OUI: SADP announcement, DNS, TLS to Hik-Connect
+    (
+        "udp",
+        "192.168.10.60",
+        37020,
+        "239.255.255.250",
+        37020,
+        1,
+        0,
+        "internal",
+        None,
+        "24-0A-C4-60-10-60",
+        "end-of-capture",
+    ),
+    ("udp", "192.168.10.60", 50060, "192.168.10.1", 53, 1, 1, "internal", None, "24-0A-C4-60-10-60", "end-of-capture"),
+    ("tcp", "192.168.10.60", 50061, "203.0.113.61", 443, 7, 4, "outbound", None, "24-0A-C4-60-10-60", "tcp-close"),
     (
         "ipv6-icmp",
         "fd00:10::100",
@@ -120,7 +206,7 @@ def test_demo_capture_gives_the_documented_flows(tmp_path: Path) -> None:
         assert net["community_id"].startswith("1:")
     assert got == EXPECTED
     summary = orjson.loads((out / "summary.json").read_bytes())
-    assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (150, 143, 7, 16)
+    assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (213, 204, 9, 27)
     assert summary["skipped"] == {}
 
 
@@ -143,13 +229,18 @@ def test_demo_capture_gives_the_documented_devices(tmp_path: Path) -> None:
         "00-0C-42-1A-2B-01": ("gateway", None, None, [], ["192.168.10.1", "fd00:10::1"]),
         "00-14-22-0A-00-05": ("host", None, None, [], ["192.168.10.5", "fe80::214:22ff:fe0a:5"]),
         "00-1B-21-3A-4B-5C": ("host", None, None, [], ["192.168.10.100", "fd00:10::100"]),
-        "3C-EF-8C-30-10-30": ("host", "dahua", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.30"]),
+        "3C-EF-8C-30-10-30": ("host", "dahua", "nvr", ["fcc-covered", "ndaa-889"], ["192.168.10.30"]),
         "4C-BD-8F-21-10-21": ("host", "hikvision", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.21"]),
         "58-8F-CF-40-10-40": ("host", "ezviz", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.40"]),
         "AC-CC-8E-4A-1B-2C": ("host", "axis", "camera", [], ["192.168.10.22", "fe80::aecc:8eff:fe4a:1b2c"]),
         "C0-9B-F4-B1-02-15": ("host", "nuctech", "screening-scanner", ["entity-list"], ["192.168.20.15"]),
+        # OUI Lorex, but DHIP and the RTSP banner say Dahua; OUI Espressif, but SADP and Hik-Connect say Hikvision
+        "00-1F-54-50-10-50": ("host", "dahua", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.50"]),
+        "24-0A-C4-60-10-60": ("host", "hikvision", "camera", ["fcc-covered", "ndaa-889"], ["192.168.10.60"]),
     }
+    assert devices["00-1F-54-50-10-50"]["oui"]["organization"] == "Lorex Technology Inc."
+    assert devices["24-0A-C4-60-10-60"]["oui"]["organization"] == "Espressif Inc."
     assert devices["C0-9B-F4-B1-02-15"]["vlans"] == [20]
     assert devices["00-0C-42-1A-2B-01"]["vlans"] == [20]  # it routes the scanner's upload, tagged VLAN 20
     assert devices["58-8F-CF-40-10-40"]["vendor"]["parents"] == ["hikvision"]
-    assert (out / "devices.csv").read_text().count("\n") == 9
+    assert (out / "devices.csv").read_text().count("\n") == 11

@@ -107,3 +107,5 @@ class DeviceRecord:
     locally_administered: bool
     oui: OuiMatch | None
     vendor: VendorVerdict | None
+    observations: tuple[Observation, ...] = ()
+    """Everything the device stated on the wire (facts of its parsed payloads), first seen first."""

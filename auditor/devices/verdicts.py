@@ -1,67 +1,61 @@
-"""Turn the device table into records: addresses as text, IEEE registry and vendor catalog verdicts."""
+"""Turn the device table into records: addresses as text, the IEEE registry block, and each device's
+verdict from its OUI and protocol evidence (devices/classify.py)."""
 
 from __future__ import annotations
 
+from auditor.devices.classify import classify
+from auditor.devices.evidence import DeviceFacts, EvidenceTable
 from auditor.devices.oui import OuiRegistry, is_locally_administered
 from auditor.devices.table import Device, DeviceTable
-from auditor.devices.types import DeviceAddress, DeviceRecord, ListEntry, OuiMatch, VendorVerdict
+from auditor.devices.types import DeviceAddress, DeviceRecord, VendorVerdict
 from auditor.devices.vendors import VendorCatalog
 from auditor.flows.types import ip_text
 
-# How much an attribution is worth on its own: a pinned OUI was checked by a person; a registry
-# name match can be an OEM module inside someone else's product (issue #4 adds protocol evidence).
-CONFIDENCE = {"oui-pin": 0.8, "org-pattern": 0.7}
 
-
-def device_records(table: DeviceTable, registry: OuiRegistry, catalog: VendorCatalog | None) -> list[DeviceRecord]:
+def device_records(table: DeviceTable, verdicts: DeviceVerdicts) -> list[DeviceRecord]:
     """Return one record per device, ordered by MAC."""
     table.settle()
-    return [_record(dev, registry, catalog) for _, dev in sorted(table.devices.items())]
+    return [_record(dev, verdicts) for _, dev in sorted(table.devices.items())]
 
 
-def vendor_verdict(mac: int, oui: OuiMatch | None, catalog: VendorCatalog) -> VendorVerdict | None:
-    """Return the vendor a MAC is attributed to by the catalog, or None (unknown, local or group MAC)."""
-    match = catalog.vendor_for(mac, oui)
-    if match is None:
-        return None
-    v = match.vendor
-    return VendorVerdict(
-        vendor_id=v.id,
-        name=v.name,
-        device_class=v.default_class,
-        how=match.how,
-        detail=match.detail,
-        confidence=CONFIDENCE[match.how],
-        lists=tuple(
-            ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note) for m in v.lists
-        ),
-        parents=tuple(p.id for p in catalog.parents(v)),
-    )
+class DeviceVerdicts:
+    """The verdict of each MAC (devices/classify.py), remembered until its protocol evidence changes.
 
+    Both the policy stage (per batch of flows) and the outputs ask; a verdict is recomputed only when
+    the device states a fact that matched a signature. The same object is returned while it holds,
+    so callers may cache what they derive from it by identity.
+    """
 
-class VerdictCache:
-    """vendor_verdict per MAC, remembered (bounded): the policy stage asks once per MAC per batch."""
-
-    def __init__(self, registry: OuiRegistry, catalog: VendorCatalog | None, max_entries: int = 200_000) -> None:
-        self._registry = registry
-        self._catalog = catalog
+    def __init__(self, registry: OuiRegistry, catalog: VendorCatalog | None, evidence: EvidenceTable | None = None,
+                 max_entries: int = 200_000) -> None:
+        self.registry = registry
+        self.catalog = catalog
+        self.evidence = evidence
         self._max = max_entries
-        self._known: dict[int, VendorVerdict | None] = {}
+        self._known: dict[int, tuple[int, VendorVerdict | None]] = {}
+
+    def facts(self, mac: int) -> DeviceFacts | None:
+        """Return what `mac` stated on the wire, or None."""
+        return self.evidence.get(mac) if self.evidence is not None else None
 
     def __call__(self, mac: int) -> VendorVerdict | None:
-        """Return the vendor verdict of `mac` (None when the catalog attributes it to no vendor)."""
-        if mac in self._known:
-            return self._known[mac]
-        verdict = None if self._catalog is None else vendor_verdict(mac, self._registry.lookup(mac), self._catalog)
+        """Return the verdict of `mac` (None when neither its OUI nor its packets name anything)."""
+        facts = self.facts(mac)
+        version = facts.version if facts is not None else 0
+        known = self._known.get(mac)
+        if known is not None and known[0] == version:
+            return known[1]
+        verdict = classify(mac, self.registry.lookup(mac), self.catalog, facts)
         if len(self._known) >= self._max:
             self._known.clear()  # a flood of distinct MACs: start over rather than grow
-        self._known[mac] = verdict
+        self._known[mac] = (version, verdict)
         return verdict
 
 
-def _record(dev: Device, registry: OuiRegistry, catalog: VendorCatalog | None) -> DeviceRecord:
-    oui = registry.lookup(dev.mac)
-    vendor = None if catalog is None else vendor_verdict(dev.mac, oui, catalog)
+def _record(dev: Device, verdicts: DeviceVerdicts) -> DeviceRecord:
+    oui = verdicts.registry.lookup(dev.mac)
+    vendor = verdicts(dev.mac)
+    facts = verdicts.facts(dev.mac)
     addresses = tuple(
         DeviceAddress(ip_text(*addr), seen.first_ns, seen.last_ns)
         for addr, seen in sorted(dev.own_addresses().items())
@@ -78,4 +72,5 @@ def _record(dev: Device, registry: OuiRegistry, catalog: VendorCatalog | None) -
         locally_administered=is_locally_administered(dev.mac),
         oui=oui,
         vendor=vendor,
+        observations=tuple(facts.observations()) if facts is not None else (),
     )

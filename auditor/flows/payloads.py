@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from auditor.decode.types import IPPROTO_TCP, KIND_IP, NO_VLAN, Headers
 from auditor.flows.table import BatchFlows
-from auditor.flows.types import Payload, ip_text
+from auditor.flows.types import Payload
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ class PayloadRegistry:
             else:
                 picked = self._select_ip(h, flows, want)
                 rows = flows.rows[picked]
-            for row, flow_pos in zip(rows.tolist(), picked.tolist(), strict=True):
-                total += self._deliver(want, _payload(h, flows, row, flow_pos))
+            if rows.size:
+                for payload in _payloads(h, flows, rows, picked):
+                    total += self._deliver(want, payload)
         return total
 
     @staticmethod
@@ -105,32 +106,28 @@ class PayloadRegistry:
         return 1
 
 
-def _payload(h: Headers, flows: BatchFlows, row: int, flow_pos: int) -> Payload:
-    """Build the Payload of batch row `row` (`flow_pos` is its index in `flows`, -1 if not IP)."""
+def _payloads(h: Headers, flows: BatchFlows, rows: NDArray[np.int64], picked: NDArray[np.int64]) -> list[Payload]:
+    """Build the Payloads of batch rows `rows` (`picked`: their indexes in `flows`, -1 if not IP); every
+    column is turned into Python values once, not per field per packet."""
     b = h.batch
-    start = int(b.offset[row])
-    caplen = int(b.caplen[row])
-    if flow_pos >= 0:
-        off, length = int(h.payload_off[row]), int(h.payload_len[row])
-    else:
-        off = int(h.l3_off[row])
-        length = max(caplen - off, 0)
-    data = b.data[start + off : start + off + length].tobytes()
-    version = int(h.ip_version[row])
-    vlan = int(h.vlan_outer[row])
-    return Payload(
-        flow_id=int(flows.flow_id[flow_pos]) if flow_pos >= 0 else 0,
-        ts_ns=int(b.ts_ns[row]),
-        ip_version=version,
-        ip_proto=int(h.ip_proto[row]),
-        src_ip=ip_text(version, int(h.src_hi[row]), int(h.src_lo[row])) if version else "",
-        dst_ip=ip_text(version, int(h.dst_hi[row]), int(h.dst_lo[row])) if version else "",
-        sport=int(h.sport[row]),
-        dport=int(h.dport[row]),
-        from_initiator=bool(flows.from_initiator[flow_pos]) if flow_pos >= 0 else True,
-        src_mac=int(h.src_mac[row]),
-        dst_mac=int(h.dst_mac[row]),
-        vlan=None if vlan == NO_VLAN else vlan,
-        ethertype=int(h.ethertype[row]),
-        data=data,
-    )
+    ip = picked >= 0
+    flow_pos = np.where(ip, picked, 0)
+    off = np.where(ip, h.payload_off[rows], h.l3_off[rows]).astype(np.int64)
+    length = np.where(ip, h.payload_len[rows], np.maximum(b.caplen[rows].astype(np.int64) - off, 0))
+    start = b.offset[rows].astype(np.int64) + off
+    end = start + length
+    flow_id = np.where(ip, flows.flow_id[flow_pos] if len(flows.flow_id) else 0, 0)
+    from_initiator = np.where(ip, flows.from_initiator[flow_pos] if len(flows.flow_id) else True, True)
+    vlan = h.vlan_outer[rows]
+    data = b.data
+    return [
+        Payload(fid, ts, ver, proto, shi, slo, dhi, dlo, sp, dp, bool(init), smac, dmac,
+                None if v == NO_VLAN else v, et, data[s:e].tobytes())
+        for fid, ts, ver, proto, shi, slo, dhi, dlo, sp, dp, init, smac, dmac, v, et, s, e in zip(
+            flow_id.tolist(), b.ts_ns[rows].tolist(), h.ip_version[rows].tolist(), h.ip_proto[rows].tolist(),
+            h.src_hi[rows].tolist(), h.src_lo[rows].tolist(), h.dst_hi[rows].tolist(), h.dst_lo[rows].tolist(),
+            h.sport[rows].tolist(), h.dport[rows].tolist(), from_initiator.tolist(), h.src_mac[rows].tolist(),
+            h.dst_mac[rows].tolist(), vlan.tolist(), h.ethertype[rows].tolist(), start.tolist(), end.tolist(),
+            strict=True,
+        )
+    ]

@@ -97,9 +97,12 @@ class Payload:
     ts_ns: int
     ip_version: int
     ip_proto: int
-    src_ip: str
-    """Sender of this packet (not necessarily the flow's initiator)."""
-    dst_ip: str
+    src_hi: int
+    src_lo: int
+    """Sender of this packet (not necessarily the flow's initiator), in the engine's address layout;
+    src_ip is its text."""
+    dst_hi: int
+    dst_lo: int
     sport: int
     dport: int
     from_initiator: bool
@@ -110,3 +113,14 @@ class Payload:
     ethertype: int
     data: bytes
     """The payload after the transport header (after the link header for ethertype hand-offs)."""
+
+    @property
+    def src_ip(self) -> str:
+        """Return the sender's address as text ('' for non-IP frames)."""
+        return ip_text(self.ip_version, self.src_hi, self.src_lo) if self.ip_version else ""
+
+    @property
+    def dst_ip(self) -> str:
+        """Return the receiver's address as text ('' for non-IP frames)."""
+        return ip_text(self.ip_version, self.dst_hi, self.dst_lo) if self.ip_version else ""
+

@@ -11,16 +11,33 @@ import csv
 from collections.abc import Iterable
 from typing import Any, BinaryIO, TextIO
 
+import numpy as np
 import orjson
 
-from auditor.devices.types import DeviceRecord
-from auditor.output._text import iso_time, mac_text
+from auditor.devices.types import DeviceRecord, Observation
+from auditor.output._text import iso_time, iso_times, mac_text
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = (
     "mac", "role", "vendor", "vendor_id", "class", "lists", "confidence", "how", "oui_block", "organization",
     "locally_administered", "ips", "vlans", "first_seen", "last_seen", "packets", "bytes",
+    "brand", "model", "firmware", "oem_relabel",
 )
+
+
+def _observations(observations: tuple[Observation, ...]) -> list[dict[str, Any]]:
+    """Return observations as JSON-ready data; their times are formatted in one numpy call."""
+    if not observations:
+        return []
+    times = iso_times(np.array([t for o in observations for t in (o.first_ns, o.last_ns)], dtype=np.int64))
+    out = []
+    for i, o in enumerate(observations):
+        doc: dict[str, Any] = {"protocol": o.protocol, "field": o.field, "value": o.value,
+                               "first_seen": times[2 * i], "last_seen": times[2 * i + 1], "count": o.count}
+        if o.signatures:
+            doc["signatures"] = list(o.signatures)
+        out.append(doc)
+    return out
 
 
 def device_document(d: DeviceRecord) -> dict[str, Any]:
@@ -39,6 +56,7 @@ def device_document(d: DeviceRecord) -> dict[str, Any]:
         "mac_locally_administered": d.locally_administered,
         "oui": None if d.oui is None else {"block": d.oui.block, "organization": d.oui.organization},
         "vendor": None,
+        "observed": _observations(d.observations),
     }
     if d.vendor is not None:
         v = d.vendor
@@ -52,7 +70,14 @@ def device_document(d: DeviceRecord) -> dict[str, Any]:
                 {"id": m.list_id, "name": m.list_name, "clause": m.clause, "since": m.since, "note": m.note}
                 for m in v.lists
             ],
-            "evidence": [{"source": v.how, "value": v.detail}],
+            "brand": v.brand,
+            "model": v.model,
+            "firmware": v.firmware,
+            "oem_relabel": v.relabel,
+            "how": v.how,
+            "evidence": [{"source": v.how, "value": v.detail}] + [
+                {"source": "signature", **o} for o in _observations(v.evidence)
+            ],
         }
     return doc
 
@@ -76,11 +101,14 @@ def write_devices_csv(devices: Iterable[DeviceRecord], stream: TextIO) -> int:
     for d in devices:
         v = d.vendor
         row = [
-            mac_text(d.mac), d.role, v.name if v else "", v.vendor_id if v else "", v.device_class if v else "",
+            mac_text(d.mac), d.role, (v.name or "") if v else "", (v.vendor_id or "") if v else "",
+            v.device_class if v else "",
             ";".join(m.list_id for m in v.lists) if v else "", f"{v.confidence:.2f}" if v else "",
             v.how if v else "", d.oui.block if d.oui else "", d.oui.organization if d.oui else "",
             "yes" if d.locally_administered else "no", " ".join(a.ip for a in d.addresses),
             " ".join(map(str, d.vlans)), iso_time(d.first_ns), iso_time(d.last_ns), d.packets, d.bytes,
+            (v.brand or "") if v else "", (v.model or "") if v else "", (v.firmware or "") if v else "",
+            (v.relabel or "") if v else "",
         ]
         writer.writerow([neutralise(cell) if isinstance(cell, str) else cell for cell in row])
         n += 1

@@ -82,7 +82,8 @@ class PolicyJudge:
         self.max_alerts = max_alerts
         self._policies = [_Compiled(p) for p in rules.policies]
         self._selector_count = sum(len(p.selectors) for p in self._policies)
-        self._flags: dict[int, tuple[bool, ...]] = {}
+        self._flags: dict[int, tuple[VendorVerdict | None, tuple[bool, ...]]] = {}
+        """Per MAC: the verdict the selector flags were computed from, and the flags."""
         self._sources: dict[int, set[tuple[int, int, int]]] = {}
         """Local source addresses seen per initiator MAC, until it counts as a router."""
         self._routers: set[int] = set()
@@ -184,19 +185,19 @@ class PolicyJudge:
         return np.where(np.isin(mac, np.fromiter(self._routers, dtype=np.uint64)), np.uint64(0), mac)
 
     def _device_flags(self, macs: list[int]) -> NDArray[np.bool_]:
-        """Return, per MAC, whether each selector's device fields (all but ips) match it; remembered per MAC."""
+        """Return, per MAC, whether each selector's device fields (all but ips) match it; remembered per MAC
+        until its verdict changes (protocol evidence can name the maker of a device mid-run)."""
         rows = []
         for mac in macs:
-            flags = self._flags.get(mac)
-            if flags is None:
-                verdict = self._verdict_of(mac) if mac else None
+            verdict = self._verdict_of(mac) if mac else None
+            known = self._flags.get(mac)
+            if known is None or known[0] is not verdict:
                 flags = tuple(s.device_matches(mac, verdict) for p in self._policies for s in p.selectors)
                 if len(self._flags) >= MAX_REMEMBERED_MACS:
                     self._flags.clear()  # a flood of distinct MACs: start over rather than grow
-                self._flags[mac] = flags
-            rows.append(flags)
+                known = self._flags[mac] = (verdict, flags)
+            rows.append(known[1])
         return np.array(rows, dtype=bool).reshape(len(macs), self._selector_count)
-
     def _add(
         self,
         flows: FlowRecords,

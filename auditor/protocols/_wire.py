@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+_U16, _U32, _U16LE, _U32LE = (struct.Struct(f) for f in (">H", ">I", "<H", "<I"))
+
 MAX_TEXT = 256
 """Default cap on one string taken from the wire (characters)."""
 
@@ -43,13 +45,19 @@ class Reader:
         """Move past n bytes."""
         self.take(n)
 
+    # The fixed-size readers check the bounds and unpack in place (no slice, no take() call): parsers
+    # call them millions of times on a busy capture.
     def u8(self) -> int:
         """Return the next byte."""
-        return self.take(1)[0]
+        pos = self.pos
+        if pos >= len(self.data):
+            raise Malformed(f"wanted 1 byte at {pos}, have 0")
+        self.pos = pos + 1
+        return self.data[pos]
 
     def u16(self) -> int:
         """Return the next big-endian 16-bit integer."""
-        return int(struct.unpack(">H", self.take(2))[0])
+        return self._unpack(_U16)
 
     def u24(self) -> int:
         """Return the next big-endian 24-bit integer."""
@@ -57,15 +65,23 @@ class Reader:
 
     def u32(self) -> int:
         """Return the next big-endian 32-bit integer."""
-        return int(struct.unpack(">I", self.take(4))[0])
+        return self._unpack(_U32)
 
     def u16le(self) -> int:
         """Return the next little-endian 16-bit integer."""
-        return int(struct.unpack("<H", self.take(2))[0])
+        return self._unpack(_U16LE)
 
     def u32le(self) -> int:
         """Return the next little-endian 32-bit integer."""
-        return int(struct.unpack("<I", self.take(4))[0])
+        return self._unpack(_U32LE)
+
+    def _unpack(self, fmt: struct.Struct) -> int:
+        pos = self.pos
+        end = pos + fmt.size
+        if end > len(self.data):
+            raise Malformed(f"wanted {fmt.size} bytes at {pos}, have {len(self.data) - pos}")
+        self.pos = end
+        return int(fmt.unpack_from(self.data, pos)[0])
 
     def rest(self) -> bytes:
         """Return everything left."""

@@ -20,7 +20,7 @@ from auditor.config import Settings
 from auditor.devices.oui import OuiRegistry, candidate_prefixes, is_group, is_locally_administered
 from auditor.devices.table import DeviceTable
 from auditor.devices.vendors import load_vendors
-from auditor.devices.verdicts import device_records
+from auditor.devices.verdicts import DeviceVerdicts, device_records
 from auditor.flows.localnet import DEFAULT_LOCAL_NETWORKS, LocalNetworks
 from auditor.pipeline import analyze_files
 from tests.conftest import corpus_files
@@ -53,7 +53,7 @@ def test_every_corpus_mac_of_a_researched_vendor_is_reported_with_that_vendor(co
     local = LocalNetworks(DEFAULT_LOCAL_NETWORKS)
     table = DeviceTable(local.contains)
     analyze_files(corpus_files(), Settings(), lambda records: None, devices=table, prefetch=False)
-    records = device_records(table, OuiRegistry.default(ROOT / "no-state"), catalog)
+    records = device_records(table, DeviceVerdicts(OuiRegistry.default(ROOT / "no-state"), catalog))
     assert len(records) > 100  # the corpus has a few hundred senders: the run really read it
     checked = 0
     for d in records:
@@ -115,3 +115,27 @@ def test_a_real_camera_rewritten_to_a_covered_oui_is_reported_and_judged(
         assert a["source"]["bytes"] == sum(f["source"]["bytes"] for f in mine)
         ids = a["auditor"]["community_ids"]
         assert set(ids) <= {f["network"]["community_id"] for f in mine} and len(ids) == min(5, len(mine))
+
+
+@pytest.mark.parametrize(("name", "mac", "model", "confidence"), [
+    # SSDP SERVER "Cellvision" (0.5) and DHCP host name DCS-930LB (0.6): 1 - 0.5 * 0.4
+    ("iotsentinel__D-LinkDayCam_Setup-C-1.pcap", "B0-C5-54-1C-71-85", "DCS-930LB", 0.8),
+    # SSDP LOCATION .../IPCamDesc.xml (0.6) and mDNS TXT "IC-3115W Network Camera" (0.6): 1 - 0.4 * 0.4
+    ("iotsentinel__EdimaxCam2_Setup-C-2.pcap", "74-DA-38-80-79-FC", "IC-3115W", 0.84),
+])
+def test_the_real_cameras_are_classed_as_cameras_from_protocol_evidence(
+    corpus: Path, tmp_path: Path, name: str, mac: str, model: str, confidence: float
+) -> None:
+    """Neither D-Link nor Edimax is in the vendor catalog: the class can only come from what they said."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["analyze", str(corpus / name), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    device = next(d for d in json.loads((out / "devices.json").read_text())["devices"] if d["mac"] == mac)
+    verdict = device["vendor"]
+    assert (verdict["id"], verdict["class"], verdict["how"], verdict["model"]) == (None, "camera", "protocol", model)
+    assert verdict["confidence"] == confidence
+    clues = {(e["protocol"], e["field"]) for e in verdict["evidence"] if e["source"] == "signature"}
+    assert len(clues) == 2 and all(protocol in ("ssdp", "mdns", "dhcp") for protocol, _ in clues)
+    # and it searched for an internet gateway to open ports on (SSDP M-SEARCH for IGD)
+    assert {"protocol": "ssdp", "field": "igd_search", "value": "true"}.items() <= next(
+        o for o in device["observed"] if o["field"] == "igd_search").items()

@@ -13,7 +13,7 @@ from auditor.capture.types import batch_from_frames
 from auditor.decode import decode
 from auditor.devices.oui import OuiRegistry, parse_mac
 from auditor.devices.table import DeviceTable
-from auditor.devices.verdicts import device_records
+from auditor.devices.verdicts import DeviceVerdicts, device_records
 from auditor.flows.localnet import DEFAULT_LOCAL_NETWORKS, LocalNetworks
 from auditor.flows.table import FlowTable
 from auditor.flows.types import FlowRecords
@@ -62,7 +62,7 @@ def test_devices_are_keyed_by_mac_with_addresses_vlans_and_traffic() -> None:
 def test_router_forwarding_remote_hosts_is_a_gateway_not_their_owner() -> None:
     t = DeviceTable(LOCAL.contains)
     feed(t, [udp(ROUTER, "203.0.113.50"), udp(ROUTER, "198.51.100.77"), udp(ROUTER, "192.168.10.1")])
-    (rec,) = device_records(t, OuiRegistry([], "test", "2026-01-01"), None)
+    (rec,) = device_records(t, DeviceVerdicts(OuiRegistry([], "test", "2026-01-01"), None))
     assert rec.role == "gateway"
     assert [a.ip for a in rec.addresses] == ["192.168.10.1"]
 
@@ -71,7 +71,7 @@ def test_a_host_with_one_public_address_per_version_is_not_a_gateway() -> None:
     t = DeviceTable(LOCAL.contains)
     frames = [udp(PC, "198.51.100.9"), bytes(Ether(src=PC) / IPv6(src="2001:db8::9", dst="2001:db8::1") / UDP())]
     feed(t, frames)
-    (rec,) = device_records(t, OuiRegistry([], "test", "2026-01-01"), None)
+    (rec,) = device_records(t, DeviceVerdicts(OuiRegistry([], "test", "2026-01-01"), None))
     assert rec.role == "host"
     assert [a.ip for a in rec.addresses] == ["198.51.100.9", "2001:db8::9"]
     assert rec.locally_administered and rec.oui is None
@@ -103,7 +103,7 @@ def test_table_is_bounded() -> None:
 def test_records_carry_registry_organisation() -> None:
     t = DeviceTable(LOCAL.contains)
     feed(t, [udp(CAM, "192.168.10.21")])
-    (rec,) = device_records(t, OuiRegistry.default(), None)
+    (rec,) = device_records(t, DeviceVerdicts(OuiRegistry.default(), None))
     assert rec.oui is not None and "Hikvision" in rec.oui.organization
     assert rec.vendor is None  # no catalog given
 
@@ -129,5 +129,5 @@ def test_flows_are_folded_in_batches_and_settled_before_reading(monkeypatch: pyt
     for i in range(len(records)):  # one flow at a time, as sweeps hand them over
         t.add_flows(dataclasses.replace(records, **{f: getattr(records, f)[i : i + 1] for f in _COLUMNS}))
         assert len(t) == (1 if i >= 2 else 0)  # folded at the third flow
-    (rec,) = device_records(t, OuiRegistry([], "test", "2026-01-01"), None)  # settles the last two
+    (rec,) = device_records(t, DeviceVerdicts(OuiRegistry([], "test", "2026-01-01"), None))  # settles the last two
     assert len(rec.addresses) == 5 and rec.packets == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 
@@ -97,8 +98,10 @@ def test_by_port_delivers_both_directions_with_packet_details() -> None:
         ts_ns=1000,
         ip_version=4,
         ip_proto=17,
-        src_ip=CLIENT,
-        dst_ip=SERVER,
+        src_hi=0,
+        src_lo=int(ipaddress.IPv4Address(CLIENT)),
+        dst_hi=0,
+        dst_lo=int(ipaddress.IPv4Address(SERVER)),
         sport=33000,
         dport=53,
         from_initiator=True,

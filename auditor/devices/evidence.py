@@ -1,0 +1,96 @@
+"""What each device said about itself on the wire: protocol facts per sender MAC, bounded.
+
+Every fact of a parsed payload (protocols/*: facts()) is about the payload's sender, so it is
+kept under the sender's MAC, once per (protocol, field, value) with first/last seen and a count,
+together with the signatures it matched (looked up once, when the fact is first seen). Each
+device's facts change a version number, so a verdict cached on it knows when it is stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from auditor.devices.signatures import Match, SignatureSet
+from auditor.devices.types import Observation
+
+MAX_FACTS_PER_DEVICE = 64
+MAX_DEVICES = 100_000
+
+
+@dataclass(slots=True)
+class _Fact:
+    first_ns: int
+    last_ns: int
+    count: int
+    matches: tuple[Match, ...]
+
+
+@dataclass(slots=True)
+class DeviceFacts:
+    """The facts one MAC stated."""
+
+    facts: dict[tuple[str, str, str], _Fact] = field(default_factory=dict)
+    version: int = 0
+    dropped: int = 0
+    """Facts not kept because the device already had MAX_FACTS_PER_DEVICE."""
+
+    def observations(self) -> list[Observation]:
+        """Return the facts as observations, in the order they were first seen."""
+        return [
+            Observation(p, f, v, x.first_ns, x.last_ns, x.count, tuple(m.signature.id for m in x.matches))
+            for (p, f, v), x in self.facts.items()
+        ]
+
+    def matches(self) -> list[tuple[Observation, Match]]:
+        """Return each (observation, signature match) pair."""
+        out: list[tuple[Observation, Match]] = []
+        for (p, f, v), x in self.facts.items():
+            if x.matches:
+                obs = Observation(p, f, v, x.first_ns, x.last_ns, x.count, tuple(m.signature.id for m in x.matches))
+                out.extend((obs, m) for m in x.matches)
+        return out
+
+
+class EvidenceTable:
+    """Facts by sender MAC."""
+
+    def __init__(self, signatures: SignatureSet, max_devices: int = MAX_DEVICES) -> None:
+        self.signatures = signatures
+        self.max_devices = max_devices
+        self.devices: dict[int, DeviceFacts] = {}
+        self.dropped_devices = 0
+        self.records: dict[str, int] = {}
+        """Records observed per protocol."""
+
+    def get(self, mac: int) -> DeviceFacts | None:
+        """Return the facts of `mac`, or None when it stated none."""
+        return self.devices.get(mac)
+
+    def observe(self, mac: int, ts_ns: int, protocol: str, facts: Iterable[tuple[str, str]]) -> None:
+        """Record the facts one payload of `protocol` stated about its sender `mac` (0 = no MAC: ignored)."""
+        self.records[protocol] = self.records.get(protocol, 0) + 1
+        facts = list(facts)
+        if not mac or not facts:
+            return
+        device = self.devices.get(mac)
+        if device is None:
+            if len(self.devices) >= self.max_devices:
+                self.dropped_devices += 1
+                return
+            device = self.devices[mac] = DeviceFacts()
+        for field_, value in facts:
+            key = (protocol, field_, value)
+            fact = device.facts.get(key)
+            if fact is not None:
+                fact.last_ns = max(fact.last_ns, ts_ns)
+                fact.first_ns = min(fact.first_ns, ts_ns)
+                fact.count += 1
+                continue
+            if len(device.facts) >= MAX_FACTS_PER_DEVICE:
+                device.dropped += 1
+                continue
+            matches = tuple(self.signatures.match(protocol, field_, value))
+            device.facts[key] = _Fact(ts_ns, ts_ns, 1, matches)
+            if matches:
+                device.version += 1  # only facts that matched can change a verdict
