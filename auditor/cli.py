@@ -198,7 +198,7 @@ def _analyze(
     evidence = EvidenceTable(signature_set)
     rejected: Counter[str] = Counter()
     payloads = fingerprint_payloads(evidence, rejected)
-    verdicts = DeviceVerdicts(registry, catalog, evidence)
+    verdicts = DeviceVerdicts(registry, catalog, evidence, ruleset.pins)
     judge = PolicyJudge(ruleset, verdicts)
     try:
         out.mkdir(parents=True, exist_ok=True)

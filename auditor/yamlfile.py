@@ -124,7 +124,7 @@ def validate(path: Path, data: Any, lines: dict[Loc, int], model: type[T]) -> T:
         if isinstance(inner, LocatedError):
             raise located(path, lines, inner.loc, str(inner)) from exc
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        raise RuleFileError(str(path), line_of(lines, loc), field_name(loc), _message(err)) from exc
+        raise RuleFileError(str(path), line_of(lines, loc), field_name(loc) or None, _message(err)) from exc
 
 
 def located(path: Path, lines: dict[Loc, int], loc: Loc, message: str) -> RuleFileError:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from auditor.devices.evidence import DeviceFacts
 from auditor.devices.oui import is_locally_administered
 from auditor.devices.signatures import Match, Signature
-from auditor.devices.types import ListEntry, Observation, OuiMatch, VendorVerdict
+from auditor.devices.types import AnalystPin, ListEntry, Observation, OuiMatch, VendorVerdict
 from auditor.devices.vendors import Vendor, VendorCatalog
 
 OUI_CONFIDENCE = {"oui-pin": 0.8, "org-pattern": 0.7}
@@ -50,8 +50,45 @@ class _Tally:
 
 
 def classify(mac: int, oui: OuiMatch | None, catalog: VendorCatalog | None,
-             facts: DeviceFacts | None) -> VendorVerdict | None:
-    """Return the device's verdict, or None when neither its MAC nor its packets say anything."""
+             facts: DeviceFacts | None, pin: AnalystPin | None = None) -> VendorVerdict | None:
+    """Return the device's verdict, or None when neither its MAC nor its packets say anything.
+
+    An analyst's pin wins: what it says replaces what the evidence says (the evidence is still shown).
+    """
+    found = _classify(mac, oui, catalog, facts)
+    if pin is None:
+        return found
+    return _pinned(pin, found, catalog)
+
+
+def _pinned(pin: AnalystPin, found: VendorVerdict | None, catalog: VendorCatalog | None) -> VendorVerdict:
+    maker = catalog.get(pin.maker) if catalog is not None and pin.maker is not None else None
+    if maker is None and pin.maker is None and found is not None and found.vendor_id is not None:
+        maker = catalog.get(found.vendor_id) if catalog is not None else None  # the pin names only a class
+    detail = pin.reference + (f": {pin.note}" if pin.note else "")
+    base = found or VendorVerdict(vendor_id=None, name=None, device_class="other", how="", detail="", confidence=0)
+    return VendorVerdict(
+        vendor_id=maker.id if maker is not None else pin.maker,
+        name=maker.name if maker is not None else None,
+        device_class=pin.device_class or (maker.default_class if maker is not None and pin.maker else None)
+        or base.device_class,
+        how="analyst-pin",
+        detail=detail,
+        confidence=1.0,
+        lists=tuple(
+            ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note) for m in maker.lists
+        ) if maker is not None and catalog is not None else (),
+        parents=tuple(p.id for p in catalog.parents(maker)) if maker is not None and catalog is not None else (),
+        brand=pin.brand or base.brand,
+        model=pin.model or base.model,
+        firmware=pin.firmware or base.firmware,
+        relabel=base.relabel if found is not None and found.vendor_id == (maker.id if maker else None) else None,
+        evidence=base.evidence,
+    )
+
+
+def _classify(mac: int, oui: OuiMatch | None, catalog: VendorCatalog | None,
+              facts: DeviceFacts | None) -> VendorVerdict | None:
     oui_match = catalog.vendor_for(mac, oui) if catalog is not None else None
     matches = facts.matches() if facts is not None else []
     makers: dict[str, _Tally] = {}

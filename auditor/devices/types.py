@@ -43,6 +43,22 @@ class ListEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalystPin:
+    """A verdict a person wrote down for one MAC (a rule file's `pins`): it wins over any evidence."""
+
+    mac: int
+    maker: str | None
+    """Vendor id of rules/vendors.yaml, or None when only the class or model is pinned."""
+    device_class: str | None = None
+    brand: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    note: str | None = None
+    reference: str = ""
+    """Where the pin is written: 'rules/site.yaml:40'."""
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """A fact a device's own packets stated (protocols/*: facts()), with the signatures it matched."""
 

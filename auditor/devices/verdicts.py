@@ -3,11 +3,13 @@ verdict from its OUI and protocol evidence (devices/classify.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from auditor.devices.classify import classify
 from auditor.devices.evidence import DeviceFacts, EvidenceTable
 from auditor.devices.oui import OuiRegistry, is_locally_administered
 from auditor.devices.table import Device, DeviceTable
-from auditor.devices.types import DeviceAddress, DeviceRecord, VendorVerdict
+from auditor.devices.types import AnalystPin, DeviceAddress, DeviceRecord, VendorVerdict
 from auditor.devices.vendors import VendorCatalog
 from auditor.flows.types import ip_text
 
@@ -27,10 +29,11 @@ class DeviceVerdicts:
     """
 
     def __init__(self, registry: OuiRegistry, catalog: VendorCatalog | None, evidence: EvidenceTable | None = None,
-                 max_entries: int = 200_000) -> None:
+                 pins: Iterable[AnalystPin] = (), max_entries: int = 200_000) -> None:
         self.registry = registry
         self.catalog = catalog
         self.evidence = evidence
+        self.pins = {p.mac: p for p in pins}
         self._max = max_entries
         self._known: dict[int, tuple[int, VendorVerdict | None]] = {}
 
@@ -45,7 +48,7 @@ class DeviceVerdicts:
         known = self._known.get(mac)
         if known is not None and known[0] == version:
             return known[1]
-        verdict = classify(mac, self.registry.lookup(mac), self.catalog, facts)
+        verdict = classify(mac, self.registry.lookup(mac), self.catalog, facts, self.pins.get(mac))
         if len(self._known) >= self._max:
             self._known.clear()  # a flood of distinct MACs: start over rather than grow
         self._known[mac] = (version, verdict)

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditor.devices.types import AnalystPin
 from auditor.errors import ConfigError, RuleFileError
-from auditor.policy.schema import Policy, RuleFile
+from auditor.policy.schema import Policy, RuleFile, mac_value
 from auditor.yamlfile import Loc, line_of, load_yaml, located, validate
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -48,10 +49,11 @@ class RuleSource:
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     """Every policy of the loaded files, in evaluation order: the paths as given (a folder's files by
-    name), then the policies in file order."""
+    name), then the policies in file order; and the analysts' device pins."""
 
     policies: tuple[LoadedPolicy, ...]
     sources: tuple[RuleSource, ...]
+    pins: tuple[AnalystPin, ...] = ()
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -89,6 +91,7 @@ def load_rules(paths: Iterable[Path], vocabulary: Vocabulary) -> RuleSet:
     files in name order); RuleFileError on the first problem. A file given twice is read once."""
     policies: list[LoadedPolicy] = []
     sources: list[RuleSource] = []
+    pins: dict[int, AnalystPin] = {}
     seen: dict[str, str] = {}  # policy id -> where it was first defined
     read: set[Path] = set()
     for file in (f for p in paths for f in rule_files(p)):
@@ -111,8 +114,19 @@ def load_rules(paths: Iterable[Path], vocabulary: Vocabulary) -> RuleSet:
                               f"policy id {policy.id!r} is already defined at {seen[policy.id]}")
             seen[policy.id] = where
             policies.append(LoadedPolicy(policy, ruleset, where))
+        for i, pin in enumerate(parsed.pins):
+            where = f"{file}:{line_of(lines, ('pins', i))}"
+            mac = mac_value(pin.mac)
+            if mac in pins:
+                raise located(file, lines, ("pins", i, "mac"),
+                              f"{pin.mac} is already pinned at {pins[mac].reference}")
+            if pin.maker is not None and vocabulary.vendors is not None and pin.maker not in vocabulary.vendors:
+                raise located(file, lines, ("pins", i, "maker"),
+                              f"no vendor with id {pin.maker!r} in the vendor catalog")
+            pins[mac] = AnalystPin(mac, pin.maker, pin.device_class, pin.brand, pin.model, pin.firmware, pin.note,
+                                   where)
         sources.append(RuleSource(str(file), hashlib.sha256(raw).hexdigest(), ruleset))
-    return RuleSet(tuple(policies), tuple(sources))
+    return RuleSet(tuple(policies), tuple(sources), tuple(pins.values()))
 
 
 def _not_another_kind(file: Path, data: object) -> None:

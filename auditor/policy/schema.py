@@ -156,6 +156,28 @@ class Policy(_Strict):
     severity: Severity
 
 
+class Pin(_Strict):
+    """What a person knows about one device, which beats anything the wire or the OUI says."""
+
+    mac: Mac
+    maker: str | None = Field(default=None, pattern=_ID)
+    """Vendor id of rules/vendors.yaml."""
+    device_class: DeviceClass | None = Field(default=None, alias="class")
+    brand: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    note: str | None = None
+    """Why: an asset tag, who checked it and when."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Pin:
+        if self.maker is None and self.device_class is None and self.model is None and self.brand is None:
+            raise ValueError("a pin needs at least one of maker, class, brand, model")
+        return self
+
+
 class RuleFile(_Strict):
     """One rule file."""
 
@@ -163,7 +185,15 @@ class RuleFile(_Strict):
     ruleset: str | None = Field(default=None, pattern=_ID)
     """Name of this set of rules in alerts (ECS rule.ruleset); default: the file name without .yaml."""
     description: str | None = None
-    policies: tuple[Policy, ...] = Field(min_length=1)
+    pins: tuple[Pin, ...] = ()
+    """Device verdicts written by a person, by MAC."""
+    policies: tuple[Policy, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RuleFile:
+        if not self.policies and not self.pins:
+            raise ValueError("a rule file needs policies or pins")
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> RuleFile:
@@ -172,4 +202,14 @@ class RuleFile(_Strict):
             if policy.id in seen:
                 raise LocatedError(("policies", i, "id"), f"policy id {policy.id!r} is used twice")
             seen.add(policy.id)
+        macs: set[int] = set()
+        for i, pin in enumerate(self.pins):
+            if mac_value(pin.mac) in macs:
+                raise LocatedError(("pins", i, "mac"), f"{pin.mac} is pinned twice")
+            macs.add(mac_value(pin.mac))
         return self
+
+
+def mac_value(text: str) -> int:
+    """Return a MAC written as AA:BB:.., AA-BB-.. or AABB.. as a 48-bit integer."""
+    return int(text.replace(":", "").replace("-", ""), 16)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from auditor.devices.classify import classify
-from auditor.devices.evidence import EvidenceTable
+from auditor.devices.evidence import DeviceFacts, EvidenceTable
 from auditor.devices.oui import OuiRegistry, parse_mac
 from auditor.devices.signatures import SignatureSet, load_signatures
-from auditor.devices.types import Observation, OuiMatch, VendorVerdict
+from auditor.devices.types import AnalystPin, Observation, OuiMatch, VendorVerdict
 from auditor.devices.vendors import VendorCatalog, load_vendors
 from auditor.devices.verdicts import DeviceVerdicts
 
@@ -410,3 +410,41 @@ def test_device_verdicts_starts_over_when_full(registry: OuiRegistry, catalog: V
     again = verdicts(cam)
     assert again is not first
     assert again == first
+
+
+# -- analyst pins --------------------------------------------------------------------------------
+
+
+def _facts(signatures: SignatureSet, mac: int, facts: Sequence[Fact]) -> DeviceFacts | None:
+    table = EvidenceTable(signatures)
+    for i, (protocol, field, value) in enumerate(facts):
+        table.observe(mac, i + 1, protocol, [(field, value)])
+    return table.get(mac)
+
+
+def test_classify_an_analysts_pin_wins_over_oui_and_protocol_evidence(
+    registry: OuiRegistry, catalog: VendorCatalog, signatures: SignatureSet
+) -> None:
+    mac = parse_mac(LOREX_MAC)
+    facts = _facts(signatures, mac, [("dhip", "method", "client.notifyDevInfo"), ("dhip", "vendor", "Lorex")])
+    pin = AnalystPin(mac, "lorex", "nvr", model="N861", note="asset 4411", reference="site.yaml:40")
+    v = classify(mac, registry.lookup(mac), catalog, facts, pin)
+    assert v is not None
+    assert (v.vendor_id, v.device_class, v.how, v.detail, v.confidence, v.model, v.relabel) == (
+        "lorex", "nvr", "analyst-pin", "site.yaml:40: asset 4411", 1.0, "N861", None)
+    assert [o.field for o in v.evidence] == ["method", "vendor"]  # the evidence is still shown
+
+
+def test_classify_a_pin_of_the_class_alone_keeps_the_maker_the_evidence_found(
+    registry: OuiRegistry, catalog: VendorCatalog, signatures: SignatureSet
+) -> None:
+    mac = parse_mac(DAHUA_MAC)
+    pin = AnalystPin(mac, None, "nvr", reference="site.yaml:9")
+    v = classify(mac, registry.lookup(mac), catalog, None, pin)
+    assert v is not None
+    assert (v.vendor_id, v.device_class, v.how, [e.list_id for e in v.lists]) == (
+        "dahua", "nvr", "analyst-pin", ["ndaa-889", "fcc-covered"])
+    unknown = parse_mac(RANDOM_MAC)
+    v = classify(unknown, None, catalog, None, AnalystPin(unknown, None, "computer", reference="site.yaml:12"))
+    assert v is not None
+    assert (v.vendor_id, v.name, v.device_class, v.how, v.lists) == (None, None, "computer", "analyst-pin", ())

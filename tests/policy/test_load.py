@@ -222,3 +222,48 @@ def test_a_broken_link_in_a_rule_folder_is_an_error(tmp_path: Path) -> None:
 def test_the_vendor_catalog_given_as_rules_says_what_it_is() -> None:
     with pytest.raises(RuleFileError, match="this is a vendor catalog, not a rule file"):
         load_rules([RULES], VOCABULARY)
+
+
+PINS = """\
+version: 1
+pins:
+  - mac: "00:1b:21:3a:4b:5c"
+    class: computer
+    note: reception PC, asset 4411
+  - mac: "00-1F-54-50-10-50"
+    maker: dahua
+    brand: Lorex
+    model: IPC-HDW2431T
+"""
+
+
+def test_pins_load_with_their_reference_and_a_file_may_hold_only_pins(tmp_path: Path) -> None:
+    path = write(tmp_path, "pins.yaml", PINS)
+    rules = load_rules([path], VOCABULARY)
+    assert rules.policies == ()
+    first, second = rules.pins
+    assert (first.mac, first.maker, first.device_class, first.note, first.reference) == (
+        0x001B213A4B5C, None, "computer", "reception PC, asset 4411", f"{path}:3")
+    assert (second.mac, second.maker, second.brand, second.model) == (0x001F54501050, "dahua", "Lorex", "IPC-HDW2431T")
+
+
+@pytest.mark.parametrize(("text", "line", "field", "message"), [
+    (PINS.replace("maker: dahua", "maker: dahau"), 7, "pins[1].maker", "no vendor with id 'dahau'"),
+    (PINS.replace('"00-1F-54-50-10-50"', '"00:1b:21:3a:4b:5c"'), 6, "pins[1].mac", "is pinned twice"),
+    (PINS.replace("    class: computer\n", ""), 3, "pins[0]", "a pin needs at least one of maker, class"),
+    (PINS.replace("class: computer", "class: laptop"), 4, "pins[0].class", "Input should be"),
+    ("version: 1\n", 1, None, "a rule file needs policies or pins"),
+])
+def test_bad_pins_are_one_line_errors(tmp_path: Path, text: str, line: int, field: str | None, message: str) -> None:
+    path = write(tmp_path, "pins.yaml", text)
+    err = error_of(path)
+    assert (err.line, err.field) == (line, field), str(err)
+    assert message in str(err)
+
+
+def test_a_mac_pinned_in_two_files_names_both(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", PINS)
+    second = write(tmp_path, "b.yaml", "version: 1\npins:\n  - mac: '00:1B:21:3A:4B:5C'\n    class: phone\n")
+    with pytest.raises(RuleFileError) as info:
+        load_rules([tmp_path], VOCABULARY)
+    assert str(info.value) == f"{second}:3: pins[0].mac: 00:1B:21:3A:4B:5C is already pinned at {tmp_path / 'a.yaml'}:3"
