@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -107,6 +109,9 @@ TYPE_NAMES = {
 
 _NAME_TYPES = frozenset({TYPE_NS, TYPE_CNAME, TYPE_PTR})
 """Types whose rdata is a single domain name."""
+
+_RDATA_TYPES = frozenset({TYPE_A, TYPE_AAAA, TYPE_SRV, TYPE_TXT}) | _NAME_TYPES
+"""Types whose rdata is decoded (see _read_rdata)."""
 
 _FACT_TYPES = frozenset({TYPE_A, TYPE_AAAA, TYPE_CNAME})
 """Answer types reported as facts."""
@@ -295,34 +300,70 @@ def _label_text(raw: bytes) -> str:
     return "".join(_LABEL_TEXT[b] for b in low)
 
 
+_PLAIN_NAME = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
+"""A name joined with '.' needing no escape: printable ASCII except '\\' (dots inside labels are caught by count)."""
+
+
+def _name_text(parts: list[bytes]) -> str:
+    """Return the labels as a name: joined, lower-cased and escaped at once when no label needs an escape."""
+    if not parts:
+        return ""
+    joined = b".".join(parts).lower()
+    if _PLAIN_NAME.fullmatch(joined) and joined.count(b".") == len(parts) - 1:
+        return joined.decode("ascii")
+    return ".".join(map(_label_text, parts))
+
+
 class _NameReader:
     """Reads names from one message, sharing a budget of steps across all of them (work cap)."""
 
-    __slots__ = ("data", "steps_left")
+    __slots__ = ("data", "known", "steps_left")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.steps_left = MAX_MESSAGE_STEPS
+        self.known: dict[int, tuple[str, int, int]] = {}
+        """Offset where a name was read -> (its text, steps, wire bytes of its labels), for pointers to it."""
 
     def read(self, pos: int) -> tuple[str, int]:
-        """Return (name, offset just after it in place); follows compression pointers strictly backwards."""
+        """Return (name, offset just after it in place); follows compression pointers strictly backwards.
+
+        Every label and pointer is one step, counted against MAX_NAME_STEPS for this name and against the
+        message's budget: a name that would take the budget below zero raises (and leaves it below zero).
+        """
         data = self.data
+        size = len(data)
+        budget = self.steps_left
         parts: list[bytes] = []
         wire_len = 1  # the root octet
         end = -1
-        segment = pos  # start of the run of labels being read; every pointer must jump before it
-        for _ in range(MAX_NAME_STEPS):
-            self.steps_left -= 1
-            if self.steps_left < 0:
-                raise _wire.Malformed("message takes too many name steps")
-            if pos >= len(data):
-                raise _wire.Malformed("name runs past the end")
-            length = data[pos]
-            if length == 0:
-                return ".".join(map(_label_text, parts)), (end if end >= 0 else pos + 1)
-            kind = length & DNS_PTR_MASK
-            if kind == DNS_PTR_MASK:
-                if pos + 1 >= len(data):
+        segment = start_pos = pos  # start of the run of labels being read; every pointer must jump before it
+        step = 0
+        try:
+            for step in range(1, min(MAX_NAME_STEPS, budget) + 1):
+                if pos >= size:
+                    raise _wire.Malformed("name runs past the end")
+                length = data[pos]
+                if length == 0:
+                    self.steps_left = budget - step
+                    text = _name_text(parts)
+                    if parts:
+                        self.known[start_pos] = (text, step, wire_len - 1)
+                    return text, (end if end >= 0 else pos + 1)
+                if length < 0x40:  # a label of at most 63 octets
+                    start = pos + 1
+                    pos = start + length
+                    if pos > size:
+                        raise _wire.Malformed("label runs past the end")
+                    wire_len += length + 1
+                    if wire_len > MAX_NAME_BYTES:  # (at most 127 labels fit: MAX_LABELS is never reached)
+                        raise _wire.Malformed("name too long")
+                    parts.append(data[start:pos])
+                    continue
+                if length < DNS_PTR_MASK:
+                    # 01/10: extended label types (RFC 6891 §5)
+                    raise _wire.Malformed(f"label type {length & DNS_PTR_MASK:#x}")
+                if pos + 1 >= size:
                     raise _wire.Malformed("pointer runs past the end")
                 target = ((length & ~DNS_PTR_MASK) << 8) | data[pos + 1]
                 if end < 0:
@@ -331,84 +372,100 @@ class _NameReader:
                 # makes run starts strictly decrease, so no loop is possible
                 if target >= segment or target < DNS_HEADER_LEN:
                     raise _wire.Malformed(f"pointer at {pos} to {target} does not point backwards")
+                known = self.known.get(target)
+                # A name already read at the target ends as it did then (pointers depend only on where its run
+                # starts): take its text when the steps and bytes it took still fit, as walking it again would.
+                if known is not None and step + known[1] <= min(MAX_NAME_STEPS, budget):
+                    text, steps, wire = known
+                    if wire_len + wire <= MAX_NAME_BYTES:
+                        self.steps_left = budget - step - steps
+                        return (_name_text(parts) + "." + text if parts else text), end
                 pos = segment = target
-                continue
-            if kind:
-                raise _wire.Malformed(f"label type {kind:#x}")  # 01/10: extended label types (RFC 6891 §5)
-            label = data[pos + 1 : pos + 1 + length]
-            if len(label) < length:
-                raise _wire.Malformed("label runs past the end")
-            wire_len += length + 1
-            if wire_len > MAX_NAME_BYTES or len(parts) >= MAX_LABELS:
-                raise _wire.Malformed("name too long")
-            parts.append(label)
-            pos += length + 1
+        except _wire.Malformed:
+            self.steps_left = budget - step
+            raise
+        if budget < MAX_NAME_STEPS:
+            self.steps_left = min(budget, 0) - 1
+            raise _wire.Malformed("message takes too many name steps")
+        self.steps_left = budget - MAX_NAME_STEPS
         raise _wire.Malformed("name takes too many steps")
+
+
+_HEADER = struct.Struct(">6H")
+_QUESTION_TAIL = struct.Struct(">HH")
+_RR_TAIL = struct.Struct(">HHIH")
+_SRV_HEAD = struct.Struct(">HHH")
+
+
+def _ipv6_text_native() -> bool:
+    """Return True when socket.inet_ntop writes IPv6 as ipaddress does (RFC 5952) for addresses without dots."""
+    samples = (
+        "::",
+        "::1",
+        "1::",
+        "2001:db8::1",
+        "2001:db8:0:1:1:1:1:1",
+        "2001:0:0:1::1",
+        "1:0:0:2:0:0:3:4",
+        "fe80::1:0:0:0",
+        "1:2:3:4:5:6:7:8",
+        "0:1:0:1:0:1:0:1",
+        "::abcd:ef01",
+    )
+    for sample in samples:
+        packed = ipaddress.IPv6Address(sample).packed
+        native = socket.inet_ntop(socket.AF_INET6, packed)
+        if "." not in native and native != ipaddress.IPv6Address(packed).compressed:
+            return False
+    return True
+
+
+_NATIVE_IPV6_TEXT = _ipv6_text_native()
+
+
+def _ipv6_text(packed: bytes) -> str:
+    """Return IPv6Address(packed).compressed, through the C inet_ntop unless it writes an embedded IPv4 form."""
+    if _NATIVE_IPV6_TEXT:
+        out = socket.inet_ntop(socket.AF_INET6, packed)
+        if "." not in out:
+            return out
+    return ipaddress.IPv6Address(packed).compressed
 
 
 def _read_txt(rdata: bytes) -> tuple[str, ...]:
     """Return the character-strings of TXT rdata (RFC 1035 §3.3.14), capped in count and length."""
     out: list[str] = []
-    r = _wire.Reader(rdata)
-    while r.left and len(out) < MAX_TXT_STRINGS:
-        raw = r.take(r.u8())
-        out.append(_wire.text(raw, MAX_TXT_CHARS).translate(_CONTROL_ESCAPES))
+    pos = 0
+    size = len(rdata)
+    while pos < size and len(out) < MAX_TXT_STRINGS:
+        start = pos + 1
+        pos = start + rdata[pos]
+        if pos > size:
+            raise _wire.Malformed("character-string runs past the rdata")
+        out.append(_wire.text(rdata[start:pos], MAX_TXT_CHARS).translate(_CONTROL_ESCAPES))
     return tuple(out)
 
 
 def _read_rdata(names: _NameReader, start: int, end: int, rtype: int) -> RData:
     """Return the decoded rdata at data[start:end], or None for other types."""
-    rdata = names.data[start:end]
     if rtype == TYPE_A:
-        return str(ipaddress.IPv4Address(rdata)) if len(rdata) == 4 else None
+        return socket.inet_ntoa(names.data[start:end]) if end - start == 4 else None
     if rtype == TYPE_AAAA:
-        return ipaddress.IPv6Address(rdata).compressed if len(rdata) == 16 else None
+        return _ipv6_text(names.data[start:end]) if end - start == 16 else None
     if rtype in _NAME_TYPES:
         name, after = names.read(start)
         return name if after == end else None
     if rtype == TYPE_SRV:
-        r = _wire.Reader(rdata)
-        priority, weight, port = r.u16(), r.u16(), r.u16()
+        if end - start < 6:
+            raise _wire.Malformed("SRV rdata too short")
+        priority, weight, port = _SRV_HEAD.unpack_from(names.data, start)
         target, after = names.read(start + 6)
         if after != end:
             return None
         return SrvData(priority=priority, weight=weight, port=port, target=target)
     if rtype == TYPE_TXT:
-        return _read_txt(rdata)
+        return _read_txt(names.data[start:end])
     return None
-
-
-def _read_question(names: _NameReader, r: _wire.Reader) -> DnsQuestion:
-    """Return the question at the reader's position, moving past it."""
-    name, r.pos = names.read(r.pos)
-    qtype, qclass = r.u16(), r.u16()
-    return DnsQuestion(
-        name=name,
-        qtype=qtype,
-        qclass=qclass & ~MDNS_UNICAST_RESPONSE,
-        unicast_response=bool(qclass & MDNS_UNICAST_RESPONSE),
-    )
-
-
-def _read_resource(names: _NameReader, r: _wire.Reader) -> DnsResource:
-    """Return the resource record at the reader's position, moving past it."""
-    name, r.pos = names.read(r.pos)
-    rtype, rclass, ttl_s, rdlength = r.u16(), r.u16(), r.u32(), r.u16()
-    start = r.pos
-    r.skip(rdlength)
-    try:
-        rdata = _read_rdata(names, start, r.pos, rtype)
-    except _wire.Malformed:
-        rdata = None  # the record's framing is sound, only its rdata is bad: keep the record
-    flush = rtype != TYPE_OPT and bool(rclass & MDNS_CACHE_FLUSH)
-    return DnsResource(
-        name=name,
-        rtype=rtype,
-        rclass=rclass & ~MDNS_CACHE_FLUSH if flush else rclass,
-        ttl_s=ttl_s,
-        rdata=rdata,
-        cache_flush=flush,
-    )
 
 
 def parse(payload: bytes) -> DnsMessage | None:
@@ -418,37 +475,71 @@ def parse(payload: bytes) -> DnsMessage | None:
     sections keep what came before), so a truncated reply still yields its questions and first answers.
     """
     data = payload[:MAX_MESSAGE]
-    r = _wire.Reader(data)
+    size = len(data)
+    if size < DNS_HEADER_LEN:
+        return None
+    ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     names = _NameReader(data)
+    read_name = names.read
+    pos = DNS_HEADER_LEN
+    questions: list[DnsQuestion] = []
     try:
-        ident, flags = r.u16(), r.u16()
-        counts = [r.u16() for _ in range(4)]
-        questions = []
-        for _ in range(min(counts[0], MAX_SECTION_RECORDS)):
-            questions.append(_read_question(names, r))
+        for _ in range(min(qdcount, MAX_SECTION_RECORDS)):
+            name, pos = read_name(pos)
+            if pos + 4 > size:
+                return None
+            qtype, qclass = _QUESTION_TAIL.unpack_from(data, pos)
+            pos += 4
+            questions.append(
+                DnsQuestion(name, qtype, qclass & ~MDNS_UNICAST_RESPONSE, (qclass & MDNS_UNICAST_RESPONSE) != 0)
+            )
     except _wire.Malformed:
         return None
-    complete = counts[0] <= MAX_SECTION_RECORDS
+    complete = qdcount <= MAX_SECTION_RECORDS
     sections: list[tuple[DnsResource, ...]] = []
-    for count in counts[1:]:
+    for count in (ancount, nscount, arcount):
+        if not complete or not count:
+            sections.append(())
+            continue
         records: list[DnsResource] = []
-        if complete:
-            try:
-                for _ in range(min(count, MAX_SECTION_RECORDS)):
-                    records.append(_read_resource(names, r))
-            except _wire.Malformed:
-                complete = False
-            if count > MAX_SECTION_RECORDS:
-                complete = False  # the rest of this section is unread, so later sections cannot be found
+        try:
+            for _ in range(min(count, MAX_SECTION_RECORDS)):
+                if pos < size and data[pos] == 0 and names.steps_left > 0:  # the root (OPT's owner): one step
+                    name = ""
+                    pos += 1
+                    names.steps_left -= 1
+                else:
+                    name, pos = read_name(pos)
+                if pos + 10 > size:
+                    raise _wire.Malformed("resource record cut")
+                rtype, rclass, ttl_s, rdlength = _RR_TAIL.unpack_from(data, pos)
+                start = pos + 10
+                pos = start + rdlength
+                if pos > size:
+                    raise _wire.Malformed("rdata cut")
+                rdata: RData = None
+                if rtype in _RDATA_TYPES:
+                    try:
+                        rdata = _read_rdata(names, start, pos, rtype)
+                    except _wire.Malformed:
+                        rdata = None  # the record's framing is sound, only its rdata is bad: keep the record
+                if rclass & MDNS_CACHE_FLUSH and rtype != TYPE_OPT:
+                    records.append(DnsResource(name, rtype, rclass & ~MDNS_CACHE_FLUSH, ttl_s, rdata, True))
+                else:
+                    records.append(DnsResource(name, rtype, rclass, ttl_s, rdata, False))
+        except _wire.Malformed:
+            complete = False
+        if count > MAX_SECTION_RECORDS:
+            complete = False  # the rest of this section is unread, so later sections cannot be found
         sections.append(tuple(records))
     return DnsMessage(
         id=ident,
-        qr=bool(flags & DNS_QR),
+        qr=(flags & DNS_QR) != 0,
         opcode=(flags >> DNS_OPCODE_SHIFT) & 0xF,
-        aa=bool(flags & DNS_AA),
-        tc=bool(flags & DNS_TC),
-        rd=bool(flags & DNS_RD),
-        ra=bool(flags & DNS_RA),
+        aa=(flags & DNS_AA) != 0,
+        tc=(flags & DNS_TC) != 0,
+        rd=(flags & DNS_RD) != 0,
+        ra=(flags & DNS_RA) != 0,
         rcode=flags & DNS_RCODE_MASK,
         questions=tuple(questions),
         answers=sections[0],

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from auditor.protocols import _wire
-from auditor.protocols._heads import parse_head
+from auditor.protocols._heads import field_lines, split_head
 from auditor.protocols.types import Fact
 
 MAX_PAYLOAD = 8192
@@ -134,15 +134,20 @@ class RtspRecord(HttpRecord):
     protocol: ClassVar[str] = "rtsp"
 
 
+_WANTED = frozenset({"host", "user-agent", "server", "www-authenticate", "content-type"})
+"""The header fields the record keeps (names as parse_head writes them)."""
+
+
 def parse(payload: bytes) -> HttpRecord | None:
     """Return the HTTP/1.x or RTSP/1.0 head at the start of a TCP payload (an RtspRecord for RTSP), else None."""
-    head = parse_head(payload, max_bytes=MAX_PAYLOAD, max_headers=MAX_HEADERS)
-    if head is None:
+    split = split_head(payload, MAX_PAYLOAD)
+    if split is None:
         return None
+    start_line, block = split
     method = target = path = reason = None
     code: int | None = None
-    request = _REQUEST_LINE.fullmatch(head.start_line)
-    response = None if request else _STATUS_LINE.fullmatch(head.start_line)
+    request = _REQUEST_LINE.fullmatch(start_line)
+    response = None if request else _STATUS_LINE.fullmatch(start_line)
     if request is not None:
         kind = "request"
         method, raw_target, version = request.groups()
@@ -155,7 +160,8 @@ def parse(payload: bytes) -> HttpRecord | None:
         reason = (raw_reason or "").strip() or None
     else:
         return None
-    scheme, realm = _challenge(head.get("www-authenticate"))
+    fields = dict(reversed(field_lines(block, MAX_HEADERS, _WANTED)))  # reversed: the first value of a name wins
+    scheme, realm = _challenge(fields.get("www-authenticate"))
     cls = RtspRecord if version == RTSP_VERSION else HttpRecord
     return cls(
         kind=kind,
@@ -165,12 +171,12 @@ def parse(payload: bytes) -> HttpRecord | None:
         path=path,
         status=code,
         reason=reason,
-        host=head.get("host") or None,
-        user_agent=head.get("user-agent") or None,
-        server=head.get("server") or None,
+        host=fields.get("host") or None,
+        user_agent=fields.get("user-agent") or None,
+        server=fields.get("server") or None,
         auth_scheme=scheme,
         realm=realm,
-        content_type=head.get("content-type") or None,
+        content_type=fields.get("content-type") or None,
     )
 
 

@@ -24,8 +24,10 @@ subject are read when their bytes are present.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import filterfalse
 from typing import ClassVar
 
 from auditor.protocols import _wire
@@ -63,6 +65,9 @@ MAX_RDN_ATTRIBUTES = 8
 
 MAX_DN_VALUE = 128
 """Cap on one attribute value (characters)."""
+
+MAX_DECIMAL_TABLE = 4096
+"""Values whose decimal text JA3 keeps at hand (a hostile stream of odd values cannot grow the table further)."""
 
 TLS_RECORD_HEADER_LEN = 5  # RFC 8446 §5.1: type, legacy_record_version, length
 TLS_MAX_PLAINTEXT = 1 << 14
@@ -206,7 +211,7 @@ class TlsRecord:
 
     def offered_version(self) -> int | None:
         """Return the highest non-GREASE supported_versions entry, else legacy_version (JA4's rule)."""
-        offered = [v for v in self.supported_versions if not is_grease(v)]
+        offered = list(filterfalse(_is_grease, self.supported_versions))
         return max(offered) if offered else self.legacy_version
 
     def facts(self) -> Iterator[Fact]:
@@ -232,43 +237,68 @@ class TlsRecord:
                 yield (name, value)
 
 
-@dataclass(slots=True)
-class _Hello:
-    """ClientHello fields gathered so far (mutable scratch, so a cut-off hello keeps what was read)."""
+_GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))
+"""The RFC 8701 GREASE values as a set: `v in _GREASE` is is_grease(v) without a call (hot loops)."""
 
-    legacy_version: int | None = None
-    cipher_suites: list[int] = field(default_factory=list)
-    extensions: list[int] = field(default_factory=list)
-    supported_versions: tuple[int, ...] = ()
-    server_name: str | None = None
-    alpn: tuple[str, ...] = ()
-    alpn_first: bytes | None = None
-    supported_groups: tuple[int, ...] = ()
-    ec_point_formats: tuple[int, ...] = ()
-    signature_algorithms: tuple[int, ...] = ()
-    capped: bool = False
+_is_grease = _GREASE.__contains__
+
+_DECODED_EXTENSIONS = frozenset(
+    {
+        TLS_EXT_SERVER_NAME,
+        TLS_EXT_SUPPORTED_GROUPS,
+        TLS_EXT_EC_POINT_FORMATS,
+        TLS_EXT_SIGNATURE_ALGORITHMS,
+        TLS_EXT_ALPN,
+        TLS_EXT_SUPPORTED_VERSIONS,
+    }
+)
+"""Extensions whose content JA3/JA4 or the facts need; the others are only listed by type."""
+
+_U16_PAIR = struct.Struct(">HH")
+_U16_VECTORS: dict[int, struct.Struct] = {}
+"""Compiled '>nH' formats by n, filled on first use; n is at most MAX_CIPHER_SUITES, so this stays small."""
+
+
+def _u16_struct(count: int) -> struct.Struct:
+    """Return the compiled struct for `count` big-endian uint16 (cached up to MAX_CIPHER_SUITES)."""
+    fmt = _U16_VECTORS.get(count)
+    if fmt is None:
+        fmt = struct.Struct(f">{count}H")
+        if count <= MAX_CIPHER_SUITES:
+            _U16_VECTORS[count] = fmt
+    return fmt
 
 
 def parse(payload: bytes) -> TlsRecord | None:
     """Return the first TLS handshake message of a TCP payload, or None when the payload is not TLS handshake."""
-    found = _handshake_bytes(payload[:MAX_PAYLOAD])
+    data = payload[:MAX_PAYLOAD]
+    size = len(data)
+    # Fast path, the usual ClientHello: the first record is a handshake record holding the whole first message,
+    # or cut by the payload end. Its bytes are then read in place; anything else takes the general path.
+    if size >= 9 and data[0] == TLS_CONTENT_HANDSHAKE and data[5] == TLS_HANDSHAKE_CLIENT_HELLO:
+        record_version, record_len = _U16_PAIR.unpack_from(data, 1)
+        if record_version >> 8 == 3 and 0 < record_len <= TLS_MAX_PLAINTEXT:
+            msg_end = 9 + ((data[6] << 16) | (data[7] << 8) | data[8])
+            record_end = 5 + record_len
+            if msg_end <= record_end or record_end >= size:
+                end = min(msg_end, size)
+                return _client_hello(record_version, data, 9, end, end == msg_end)
+    found = _handshake_bytes(data)
     if found is None:
         return None
     record_version, hs = found
-    r = _wire.Reader(hs)
-    try:
-        msg_type = r.u8()
-        length = r.u24()
-    except _wire.Malformed:
+    if len(hs) < 4:
         return None
-    body = hs[4 : 4 + length]
-    whole = len(body) == length
+    msg_type = hs[0]
+    length = (hs[1] << 16) | (hs[2] << 8) | hs[3]
+    end = min(4 + length, len(hs))
+    whole = end - 4 == length
     if msg_type == TLS_HANDSHAKE_CLIENT_HELLO:
-        return _client_hello(record_version, body, whole)
+        return _client_hello(record_version, hs, 4, end, whole)
     if msg_type == TLS_HANDSHAKE_SERVER_HELLO:
         return _server_flight(record_version, hs) if whole else None
     if msg_type == TLS_HANDSHAKE_CERTIFICATE:
-        subject, issuer = _first_certificate(body)
+        subject, issuer = _first_certificate(hs[4:end])
         return TlsRecord(
             handshake="certificate", record_version=record_version, cert_subject=subject, cert_issuer=issuer
         )
@@ -283,11 +313,9 @@ def ja3_string(
     point_formats: tuple[int, ...],
 ) -> str:
     """Return the JA3 input string (salesforce/ja3 README): decimal fields, '-' inside, ',' between, no GREASE."""
-
-    def join(values: tuple[int, ...] | list[int]) -> str:
-        return "-".join(str(v) for v in values if not is_grease(v))
-
-    return f"{version},{join(cipher_suites)},{join(extensions)},{join(groups)},{join(point_formats)}"
+    return _ja3(
+        version, _no_grease(cipher_suites), _no_grease(extensions), _no_grease(groups), _no_grease(point_formats)
+    )
 
 
 def ja4(
@@ -298,18 +326,64 @@ def ja4(
     signature_algorithms: tuple[int, ...],
 ) -> str:
     """Return the JA4 fingerprint of a ClientHello over TCP (FoxIO `technical_details/JA4.md`)."""
-    ciphers = [c for c in cipher_suites if not is_grease(c)]
-    exts = [e for e in extensions if not is_grease(e)]
+    return _ja4(
+        version, _no_grease(cipher_suites), _no_grease(extensions), alpn_first, _no_grease(signature_algorithms)
+    )
+
+
+class _DecimalTable(dict[int, str]):
+    """int -> decimal text, filled on first use (JA3 writes the same few hundred values over and over)."""
+
+    __slots__ = ()
+
+    def __missing__(self, value: int) -> str:
+        out = str(value)
+        if len(self) < MAX_DECIMAL_TABLE:
+            self[value] = out
+        return out
+
+
+_decimal = _DecimalTable().__getitem__
+
+
+def _no_grease(values: Sequence[int]) -> Sequence[int]:
+    """Return the values without GREASE ones (the same sequence when it holds none, the usual case)."""
+    return values if _GREASE.isdisjoint(values) else list(filterfalse(_is_grease, values))
+
+
+def _ja3(
+    version: int, ciphers: Sequence[int], exts: Sequence[int], groups: Sequence[int], formats: Sequence[int]
+) -> str:
+    """Return the JA3 string of lists already free of GREASE."""
+    return (
+        f"{version},{'-'.join(map(_decimal, ciphers))},{'-'.join(map(_decimal, exts))},"
+        f"{'-'.join(map(_decimal, groups))},{'-'.join(map(_decimal, formats))}"
+    )
+
+
+def _ja4(
+    version: int | None, ciphers: Sequence[int], exts: Sequence[int], alpn_first: bytes | None, sigs: Sequence[int]
+) -> str:
+    """Return the JA4 fingerprint of lists already free of GREASE (wire order; sorted here where JA4 sorts)."""
     sni = "d" if TLS_EXT_SERVER_NAME in exts else "i"
     part_a = (
         f"t{JA4_VERSIONS.get(version or 0, '00')}{sni}{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}"
         f"{_ja4_alpn(alpn_first)}"
     )
-    part_b = _hash12(",".join(f"{c:04x}" for c in sorted(ciphers)))
-    sorted_exts = ",".join(f"{e:04x}" for e in sorted(exts) if e not in (TLS_EXT_SERVER_NAME, TLS_EXT_ALPN))
-    sigs = ",".join(f"{s:04x}" for s in signature_algorithms if not is_grease(s))
-    part_c = _hash12(f"{sorted_exts}_{sigs}" if sorted_exts and sigs else sorted_exts)
+    part_b = _hash12(_hex_join(sorted(ciphers)))
+    sorted_exts = _hex_join([e for e in sorted(exts) if e != TLS_EXT_SERVER_NAME and e != TLS_EXT_ALPN])
+    sig_text = _hex_join(sigs)
+    part_c = _hash12(f"{sorted_exts}_{sig_text}" if sorted_exts and sig_text else sorted_exts)
     return f"{part_a}_{part_b}_{part_c}"
+
+
+def _hex_join(values: Sequence[int]) -> str:
+    """Return the values as 4-digit lower-case hex joined by ',' (JA4's lists)."""
+    try:
+        packed: bytes = _u16_struct(len(values)).pack(*values)  # one C call for the usual uint16 values
+        return packed.hex(",", 2)
+    except struct.error:
+        return ",".join(f"{v:04x}" for v in values)  # values outside uint16 (direct callers): as written
 
 
 def _hash12(text: str) -> str:
@@ -337,163 +411,221 @@ def _handshake_bytes(data: bytes) -> tuple[int, bytes] | None:
     later records are joined while they are handshake records too (RFC 8446 §5.1 lets a message span
     records). A record cut by the payload end contributes the bytes present.
     """
-    r = _wire.Reader(data)
     chunks: list[bytes] = []
     first_version: int | None = None
-    try:
-        for _ in range(MAX_RECORDS):
-            if r.left < TLS_RECORD_HEADER_LEN:
-                break
-            content_type = r.u8()
-            version = r.u16()
-            length = r.u16()
-            if first_version is None and content_type == TLS_CONTENT_ALERT and version >> 8 == 3 and length == 2:
-                r.skip(2)  # RFC 6066 §3: a warning unrecognized_name alert may precede the ServerHello
-                continue
-            if content_type != TLS_CONTENT_HANDSHAKE or version >> 8 != 3 or not 0 < length <= TLS_MAX_PLAINTEXT:
-                if first_version is None:
-                    return None
-                break
+    pos = 0
+    size = len(data)
+    for _ in range(MAX_RECORDS):
+        if size - pos < TLS_RECORD_HEADER_LEN:
+            break
+        content_type = data[pos]
+        version, length = _U16_PAIR.unpack_from(data, pos + 1)
+        pos += TLS_RECORD_HEADER_LEN
+        if first_version is None and content_type == TLS_CONTENT_ALERT and version >> 8 == 3 and length == 2:
+            pos += 2  # RFC 6066 §3: a warning unrecognized_name alert may precede the ServerHello
+            if pos > size:
+                return None
+            continue
+        if content_type != TLS_CONTENT_HANDSHAKE or version >> 8 != 3 or not 0 < length <= TLS_MAX_PLAINTEXT:
             if first_version is None:
-                first_version = version
-            chunks.append(r.take(min(length, r.left)))
-    except _wire.Malformed:
-        return None
+                return None
+            break
+        if first_version is None:
+            first_version = version
+        chunks.append(data[pos : pos + length])
+        pos = min(pos + length, size)
     if first_version is None:
         return None
-    return first_version, b"".join(chunks)
+    return first_version, chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _client_hello(record_version: int, body: bytes, whole: bool) -> TlsRecord | None:
-    """Return the ClientHello in `body` (complete when `whole`), partial when cut; None when malformed."""
-    hello = _Hello()
+def _client_hello(record_version: int, buf: bytes, pos: int, end: int, whole: bool) -> TlsRecord | None:
+    """Return the ClientHello in buf[pos:end] (complete when `whole`), partial when cut; None when malformed.
+
+    The fields are read in place with explicit bounds checks (a cut or bad length raises Malformed); what
+    was read before a cut stays in the locals, so a partial hello keeps it.
+    """
+    legacy_version: int | None = None
+    cipher_suites: tuple[int, ...] = ()
+    extensions: list[int] = []
+    supported_versions: tuple[int, ...] = ()
+    server_name: str | None = None
+    alpn: tuple[str, ...] = ()
+    alpn_first: bytes | None = None
+    supported_groups: tuple[int, ...] = ()
+    ec_point_formats: tuple[int, ...] = ()
+    signature_algorithms: tuple[int, ...] = ()
+    capped = False
     try:
-        _read_client_hello(_wire.Reader(body), hello, whole)
+        # RFC 8446 §4.1.2: legacy_version, random[32], legacy_session_id<0..32>, cipher_suites<2..2^16-2>,
+        # legacy_compression_methods<1..2^8-1>, extensions<8..2^16-1> (absent in SSL 3.0 / early TLS hellos)
+        if pos + 2 > end:
+            raise _wire.Malformed("no legacy_version")
+        legacy_version = (buf[pos] << 8) | buf[pos + 1]
+        if legacy_version >> 8 != 3:
+            return None  # legacy_version is 0x0300-0x0303 in every real ClientHello
+        pos += 34  # legacy_version, random
+        if pos >= end:
+            raise _wire.Malformed("cut before legacy_session_id")
+        session_id_len = buf[pos]
+        if session_id_len > 32:
+            raise _wire.Malformed("RFC 8446 §4.1.2: legacy_session_id is at most 32 bytes")
+        pos += 1 + session_id_len
+        if pos + 2 > end:
+            raise _wire.Malformed("cut before cipher_suites")
+        suites_len = (buf[pos] << 8) | buf[pos + 1]
+        if suites_len % 2:
+            raise _wire.Malformed("odd cipher_suites length")
+        pos += 2
+        if pos + suites_len > end:
+            raise _wire.Malformed("cipher_suites cut")
+        count = suites_len // 2
+        cipher_suites = _u16_struct(min(count, MAX_CIPHER_SUITES)).unpack_from(buf, pos)
+        capped = count > MAX_CIPHER_SUITES
+        pos += suites_len
+        if pos >= end:
+            raise _wire.Malformed("cut before legacy_compression_methods")
+        pos += 1 + buf[pos]
+        if pos > end:
+            raise _wire.Malformed("legacy_compression_methods cut")
+        if pos < end:
+            if pos + 2 > end:
+                raise _wire.Malformed("cut extensions length")
+            ext_end = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+            pos += 2
+            if ext_end > end:
+                if whole:
+                    raise _wire.Malformed("extensions overrun the hello")
+                ext_end = end
+            append = extensions.append
+            for _ in range(MAX_EXTENSIONS):
+                if pos >= ext_end:
+                    break
+                if pos + 4 > ext_end:
+                    raise _wire.Malformed("cut extension header")
+                ext_type, ext_len = _U16_PAIR.unpack_from(buf, pos)
+                start = pos + 4
+                pos = start + ext_len
+                if pos > ext_end:
+                    raise _wire.Malformed("extension overruns the block")
+                append(ext_type)
+                if ext_type not in _DECODED_EXTENSIONS:
+                    continue
+                # The first of each kind that gives a value is kept; a malformed inner list leaves the
+                # field empty (RFC 6066 §3, RFC 7301 §3.1, RFC 8446 §4.2).
+                try:
+                    if ext_type == TLS_EXT_SERVER_NAME:
+                        if server_name is None:
+                            server_name = _server_name(buf[start:pos])
+                    elif ext_type == TLS_EXT_SUPPORTED_GROUPS:
+                        if not supported_groups:
+                            supported_groups, over = _vector_u16(buf[start:pos], 2)
+                            capped |= over
+                    elif ext_type == TLS_EXT_EC_POINT_FORMATS:
+                        if not ec_point_formats:
+                            if ext_len < 1 or buf[start] > ext_len - 1:
+                                raise _wire.Malformed("ec_point_formats cut")
+                            n = buf[start]
+                            capped |= n > MAX_LIST
+                            ec_point_formats = tuple(buf[start + 1 : start + 1 + min(n, MAX_LIST)])
+                    elif ext_type == TLS_EXT_SIGNATURE_ALGORITHMS:
+                        if not signature_algorithms:
+                            signature_algorithms, over = _vector_u16(buf[start:pos], 2)
+                            capped |= over
+                    elif ext_type == TLS_EXT_ALPN:
+                        if not alpn:
+                            alpn, alpn_first = _alpn(buf[start:pos])
+                    elif not supported_versions:  # TLS_EXT_SUPPORTED_VERSIONS
+                        supported_versions, over = _vector_u16(buf[start:pos], 1)
+                        capped |= over
+                except _wire.Malformed:
+                    pass
+            else:
+                capped |= pos < ext_end  # more extensions than MAX_EXTENSIONS
     except _wire.Malformed:
         if whole:
             return None
     else:
-        whole = whole and not hello.capped
-    if hello.legacy_version is None or hello.legacy_version >> 8 != 3:
-        return None  # RFC 8446 §4.1.2: legacy_version is 0x0300-0x0303 in every real ClientHello
+        whole = whole and not capped
+    if legacy_version is None:
+        return None
     ja3_text = ja3_hash = ja4_text = None
     if whole:
-        ja3_text = ja3_string(
-            hello.legacy_version, hello.cipher_suites, hello.extensions, hello.supported_groups, hello.ec_point_formats
-        )
+        ciphers, exts = _no_grease(cipher_suites), _no_grease(extensions)
+        ja3_text = _ja3(legacy_version, ciphers, exts, _no_grease(supported_groups), _no_grease(ec_point_formats))
         ja3_hash = hashlib.md5(ja3_text.encode("ascii"), usedforsecurity=False).hexdigest()
-        offered = [v for v in hello.supported_versions if not is_grease(v)]
-        ja4_text = ja4(
-            max(offered) if offered else hello.legacy_version,
-            hello.cipher_suites,
-            hello.extensions,
-            hello.alpn_first,
-            hello.signature_algorithms,
-        )
+        offered = _no_grease(supported_versions)
+        version = max(offered) if offered else legacy_version
+        ja4_text = _ja4(version, ciphers, exts, alpn_first, _no_grease(signature_algorithms))
     return TlsRecord(
         handshake="client_hello",
         record_version=record_version,
-        legacy_version=hello.legacy_version,
+        legacy_version=legacy_version,
         complete=whole,
-        supported_versions=hello.supported_versions,
-        cipher_suites=tuple(hello.cipher_suites),
-        extensions=tuple(hello.extensions),
-        server_name=hello.server_name,
-        alpn=hello.alpn,
-        supported_groups=hello.supported_groups,
-        ec_point_formats=hello.ec_point_formats,
-        signature_algorithms=hello.signature_algorithms,
+        supported_versions=supported_versions,
+        cipher_suites=cipher_suites,
+        extensions=tuple(extensions),
+        server_name=server_name,
+        alpn=alpn,
+        supported_groups=supported_groups,
+        ec_point_formats=ec_point_formats,
+        signature_algorithms=signature_algorithms,
         ja3_string=ja3_text,
         ja3=ja3_hash,
         ja4=ja4_text,
     )
 
 
-def _read_client_hello(r: _wire.Reader, hello: _Hello, whole: bool) -> None:
-    """Fill `hello` from a ClientHello body (RFC 8446 §4.1.2); raise Malformed where it stops making sense."""
-    hello.legacy_version = r.u16()
-    r.skip(32)  # random
-    session_id_len = r.u8()
-    if session_id_len > 32:
-        raise _wire.Malformed("RFC 8446 §4.1.2: legacy_session_id is at most 32 bytes")
-    r.skip(session_id_len)
-    suites_len = r.u16()
-    if suites_len % 2:
-        raise _wire.Malformed("odd cipher_suites length")
-    suites = r.take(suites_len)
-    hello.cipher_suites = _u16_list(suites, MAX_CIPHER_SUITES)
-    hello.capped |= len(suites) // 2 > MAX_CIPHER_SUITES
-    r.skip(r.u8())  # legacy_compression_methods
-    if not r.left:
-        return  # SSL 3.0 / early TLS hellos may have no extensions block
-    ext_len = r.u16()
-    exts = _wire.Reader(r.take(ext_len) if whole else r.take(min(ext_len, r.left)))
-    while exts.left:
-        if len(hello.extensions) >= MAX_EXTENSIONS:
-            hello.capped = True
-            return
-        ext_type = exts.u16()
-        data = exts.take(exts.u16())
-        hello.extensions.append(ext_type)
-        _read_extension(ext_type, data, hello)
-
-
-def _read_extension(ext_type: int, data: bytes, hello: _Hello) -> None:
-    """Decode the extensions JA3/JA4 and the facts need; a malformed inner list leaves the field empty."""
-    try:
-        if ext_type == TLS_EXT_SERVER_NAME and hello.server_name is None:
-            hello.server_name = _server_name(_wire.Reader(data))
-        elif ext_type == TLS_EXT_ALPN and not hello.alpn:
-            hello.alpn, hello.alpn_first = _alpn(_wire.Reader(data))
-        elif ext_type == TLS_EXT_SUPPORTED_GROUPS and not hello.supported_groups:
-            hello.supported_groups = _vector_u16(_wire.Reader(data), 2, hello)
-        elif ext_type == TLS_EXT_EC_POINT_FORMATS and not hello.ec_point_formats:
-            r = _wire.Reader(data)
-            formats = r.take(r.u8())
-            hello.capped |= len(formats) > MAX_LIST
-            hello.ec_point_formats = tuple(formats[:MAX_LIST])
-        elif ext_type == TLS_EXT_SIGNATURE_ALGORITHMS and not hello.signature_algorithms:
-            hello.signature_algorithms = _vector_u16(_wire.Reader(data), 2, hello)
-        elif ext_type == TLS_EXT_SUPPORTED_VERSIONS and not hello.supported_versions:
-            hello.supported_versions = _vector_u16(_wire.Reader(data), 1, hello)
-    except _wire.Malformed:
-        return
-
-
-def _u16_list(raw: bytes, cap: int) -> list[int]:
-    """Return big-endian 16-bit values of `raw` (an odd last byte is dropped), at most `cap` of them."""
-    n = min(len(raw) // 2, cap)
-    return [int.from_bytes(raw[2 * i : 2 * i + 2], "big") for i in range(n)]
-
-
-def _vector_u16(r: _wire.Reader, len_bytes: int, hello: _Hello) -> tuple[int, ...]:
-    """Return a length-prefixed vector of uint16 (prefix of `len_bytes`), capped at MAX_LIST entries."""
-    n = r.u8() if len_bytes == 1 else r.u16()
+def _vector_u16(data: bytes, len_bytes: int) -> tuple[tuple[int, ...], bool]:
+    """Return a length-prefixed vector of uint16 (prefix of `len_bytes`) capped at MAX_LIST, and whether it was cut."""
+    if len(data) < len_bytes:
+        raise _wire.Malformed("no vector length")
+    n = data[0] if len_bytes == 1 else (data[0] << 8) | data[1]
     if n % 2:
         raise _wire.Malformed("odd uint16 vector length")
-    raw = r.take(n)
-    hello.capped |= n // 2 > MAX_LIST
-    return tuple(_u16_list(raw, MAX_LIST))
+    if len_bytes + n > len(data):
+        raise _wire.Malformed("vector overruns the extension")
+    count = n // 2
+    return _u16_struct(min(count, MAX_LIST)).unpack_from(data, len_bytes), count > MAX_LIST
 
 
-def _server_name(r: _wire.Reader) -> str | None:
+def _server_name(data: bytes) -> str | None:
     """Return the first host_name of a server_name extension (RFC 6066 §3), None if there is none."""
-    names = r.sub(r.u16())
-    while names.left:
-        name_type = names.u8()
-        name = names.take(names.u16())
+    if len(data) < 2:
+        raise _wire.Malformed("no server_name_list length")
+    end = 2 + ((data[0] << 8) | data[1])
+    if end > len(data):
+        raise _wire.Malformed("server_name_list overruns the extension")
+    pos = 2
+    while pos < end:
+        if pos + 3 > end:
+            raise _wire.Malformed("cut ServerName")
+        name_type = data[pos]
+        start = pos + 3
+        pos = start + ((data[pos + 1] << 8) | data[pos + 2])
+        if pos > end:
+            raise _wire.Malformed("HostName overruns the list")
         if name_type == SNI_HOST_NAME:
-            return _wire.text(name) or None
+            return _wire.text(data[start:pos]) or None
     return None
 
 
-def _alpn(r: _wire.Reader) -> tuple[tuple[str, ...], bytes | None]:
+def _alpn(data: bytes) -> tuple[tuple[str, ...], bytes | None]:
     """Return the ALPN protocol names (RFC 7301 §3.1) and the first one's raw bytes (for JA4)."""
-    protocols = r.sub(r.u16())
+    if len(data) < 2:
+        raise _wire.Malformed("no protocol_name_list length")
+    end = 2 + ((data[0] << 8) | data[1])
+    if end > len(data):
+        raise _wire.Malformed("protocol_name_list overruns the extension")
     names: list[str] = []
     first: bytes | None = None
-    while protocols.left and len(names) < MAX_ALPN:
-        raw = protocols.take(protocols.u8())
+    pos = 2
+    while pos < end and len(names) < MAX_ALPN:
+        start = pos + 1
+        pos = start + data[pos]
+        if pos > end:
+            raise _wire.Malformed("ProtocolName overruns the list")
+        raw = data[start:pos]
         if first is None:
             first = raw
         names.append(_wire.text(raw))
