@@ -27,7 +27,15 @@ from auditor.flows.payloads import PayloadRegistry
 from auditor.flows.table import FlowOptions, FlowTable
 from auditor.flows.types import END_REASONS, FlowRecords, Payload
 from auditor.policy.evaluate import PolicyJudge
-from auditor.protocols import ETHERTYPE_PARSERS, FLOW_HEAD_PACKETS, PORT_PARSERS, Parser, parse_flow_head
+from auditor.protocols import (
+    ETHERTYPE_PARSERS,
+    FLOW_HEAD_FIRST_BYTES,
+    FLOW_HEAD_PACKETS,
+    PORT_PARSERS,
+    QUERY_ONLY,
+    Parser,
+    parse_flow_head,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +156,11 @@ def fingerprint_payloads(evidence: EvidenceTable, rejected: Counter[str] | None 
         return handle
 
     for name, proto, port, parse in PORT_PARSERS:
-        registry.by_port(name, proto, port, feeding(name, parse))
+        registry.by_port(name, proto, port, feeding(name, parse), to_port_only=name in QUERY_ONLY)
     for name, ethertype, parse in ETHERTYPE_PARSERS:
         registry.by_ethertype(name, ethertype, feeding(name, parse))
-    registry.by_flow_head("tcp-head", FLOW_HEAD_PACKETS, feeding("tcp-head", parse_flow_head))
+    registry.by_flow_head("tcp-head", FLOW_HEAD_PACKETS, feeding("tcp-head", parse_flow_head),
+                          first_bytes=FLOW_HEAD_FIRST_BYTES)
     return registry
 
 

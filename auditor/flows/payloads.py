@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,9 @@ class _Want:
     proto: int | None = None
     port: int | None = None
     head_packets: int | None = None
+    to_port_only: bool = False
+    first_bytes: NDArray[np.bool_] | None = None
+    """256 flags: deliver only payloads whose first byte is set (None: any)."""
 
 
 class PayloadRegistry:
@@ -48,15 +51,23 @@ class PayloadRegistry:
         """Deliver every non-IP frame of this ethertype (payload = bytes after the link header)."""
         self._wants.append(_Want(name, handler, ethertype=ethertype))
 
-    def by_port(self, name: str, proto: int, port: int, handler: Handler) -> None:
-        """Deliver every payload-carrying packet of `proto` with `port` as source or destination."""
-        self._wants.append(_Want(name, handler, proto=proto, port=port))
+    def by_port(self, name: str, proto: int, port: int, handler: Handler, to_port_only: bool = False) -> None:
+        """Deliver every payload-carrying packet of `proto` with `port` as source or destination (with
+        `to_port_only`, as destination: requests to a service, not its answers)."""
+        self._wants.append(_Want(name, handler, proto=proto, port=port, to_port_only=to_port_only))
 
-    def by_flow_head(self, name: str, packets: int, handler: Handler, proto: int = IPPROTO_TCP) -> None:
-        """Deliver the first `packets` payload-carrying packets of every flow of `proto`."""
+    def by_flow_head(self, name: str, packets: int, handler: Handler, proto: int = IPPROTO_TCP,
+                     first_bytes: Iterable[int] | None = None) -> None:
+        """Deliver the first `packets` payload-carrying packets of every flow of `proto`; with
+        `first_bytes`, only those whose payload starts with one of them (checked with numpy, so the
+        others never become Python objects)."""
         if packets < 1:
             raise ValueError("packets must be at least 1")
-        self._wants.append(_Want(name, handler, proto=proto, head_packets=packets))
+        table = None
+        if first_bytes is not None:
+            table = np.zeros(256, dtype=bool)
+            table[list(first_bytes)] = True
+        self._wants.append(_Want(name, handler, proto=proto, head_packets=packets, first_bytes=table))
 
     def __len__(self) -> int:
         return len(self._wants)
@@ -87,11 +98,16 @@ class PayloadRegistry:
         # later fragments carry the middle of a datagram, not a protocol message: never handed off
         mask = (h.ip_proto[r] == want.proto) & (h.payload_len[r] > 0) & (h.frag_offset[r] == 0)
         if want.port is not None:
-            mask &= (h.sport[r] == want.port) | (h.dport[r] == want.port)
+            to_port = h.dport[r] == want.port
+            mask &= to_port if want.to_port_only else to_port | (h.sport[r] == want.port)
         if want.head_packets is not None:
             if flows.payload_index is None:
                 raise ValueError("flow-head hand-off needs FlowTable.process(payload_index=True)")
             mask &= (flows.payload_index >= 0) & (flows.payload_index < want.head_packets)
+        if want.first_bytes is not None:
+            at = np.flatnonzero(mask)
+            first = h.batch.data[h.batch.offset[r[at]].astype(np.int64) + h.payload_off[r[at]]]
+            mask[at[~want.first_bytes[first]]] = False
         return np.flatnonzero(mask)
 
     def _deliver(self, want: _Want, payload: Payload) -> int:

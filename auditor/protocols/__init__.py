@@ -27,11 +27,15 @@ PORT_PARSERS: tuple[tuple[str, int, int, Parser], ...] = (
     ("wsdiscovery", UDP, 3702, wsdiscovery.parse),
     ("ssdp", UDP, 1900, ssdp.parse),
     ("mdns", UDP, 5353, mdns.parse),
-    ("dns", UDP, 53, dns.parse),
+    ("dns", UDP, 53, dns.parse),  # queries only (QUERY_ONLY_PORTS): what a device looks up is about it
     ("dhcp", UDP, 67, dhcp.parse),
     ("dhcp6", UDP, 547, dhcp6.parse),
 )
 """(name, IP protocol, port, parser). A packet to or from the port goes to the parser."""
+
+QUERY_ONLY: frozenset[str] = frozenset({"dns"})
+"""Parsers handed only packets TO their port. A DNS answer states nothing about its sender (the
+resolver) that a signature uses; the names stage will read answers for itself."""
 
 ETHERTYPE_PARSERS: tuple[tuple[str, int, Parser], ...] = (
     ("sadp-ethernet", 0x8033, sadp.parse_ethernet),  # fingerprints.md B2: header checked, not just the type
@@ -40,6 +44,11 @@ ETHERTYPE_PARSERS: tuple[tuple[str, int, Parser], ...] = (
 FLOW_HEAD_PACKETS = 4
 """Payload packets per TCP flow handed to parse_flow_head: enough for RTSP, whose 401 with the realm answers
 the second request (OPTIONS, 200, DESCRIBE, 401)."""
+
+
+FLOW_HEAD_FIRST_BYTES: frozenset[int] = frozenset({0x16, *range(0x41, 0x5B), 0xA0, 0xA3, 0xB0, 0xB3, 0xF6})
+"""First payload bytes parse_flow_head can read: a TLS handshake record, an upper-case letter (HTTP or
+RTSP), a DVRIP command. The pipeline hands over only payloads starting with one of them."""
 
 
 def parse_flow_head(payload: bytes) -> Record | None:

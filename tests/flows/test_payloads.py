@@ -302,3 +302,24 @@ def test_payload_data_is_a_copy_of_the_batch_bytes() -> None:
     run.registry.dispatch(h, flows)
     h.batch.data[:] = np.uint8(0)
     assert run.got["dns"][0].data == b"abc"
+
+
+def test_flow_head_first_bytes_hand_over_only_payloads_starting_with_them() -> None:
+    run = Run()
+    run.registry.by_flow_head("head", 4, run.want("head"), first_bytes=[0x16, ord("G")])
+    run.feed([
+        tcp("S"), tcp("SA", reply=True), tcp("A"),
+        tcp("PA", b"\x16\x03\x01hello"), tcp("PA", b"\x17\x03\x03data", reply=True),
+        tcp("PA", b"GET / HTTP/1.1\r\n\r\n", sport=40001),
+        tcp("PA", b"HTTP/1.1 200 OK\r\n\r\n", reply=True, sport=40001),
+    ])
+    assert [p.data[:3] for p in run.got["head"]] == [b"\x16\x03\x01", b"GET"]
+
+
+def test_by_port_to_port_only_hands_over_requests_not_answers() -> None:
+    run = Run()
+    run.registry.by_port("queries", IPPROTO_UDP, 53, run.want("queries"), to_port_only=True)
+    run.registry.by_port("both", IPPROTO_UDP, 53, run.want("both"))
+    run.feed([query(), answer()])
+    assert [p.data for p in run.got["queries"]] == [b"query"]
+    assert [p.data for p in run.got["both"]] == [b"query", b"answer"]

@@ -213,15 +213,16 @@ def test_demo_records_per_protocol(demo_evidence: tuple[EvidenceTable, Counter[s
         "wsdiscovery": 1,  # Hikvision camera Hello
         "ssdp": 1,  # EZVIZ M-SEARCH
         "mdns": 2,  # VMS query, Axis answer
-        "dns": 8,  # four lookups, each a query and an answer
+        "dns": 4,  # the 4 queries (QUERY_ONLY: answers are not handed over)
         "dhcp": 4,  # Axis DISCOVER/OFFER/REQUEST/ACK
         "rtsp": 12,  # 3 RTSP flows x FLOW_HEAD_PACKETS (OPTIONS, 200, DESCRIBE, 401)
         "tls": 8,  # 4 sessions: ClientHello, ServerHello
         "http": 4,  # Axis GET and 200, scanner POST and 201
     }
-    # only flow heads are refused: per TLS session the change_cipher_spec and an application-data record
-    # (4 x 2), and the two later segments of the scanner's upload body
-    assert rejected == {"tcp-head": 10}
+    # nothing is refused: the flow-head payloads no parser reads (per TLS session the change_cipher_spec and
+    # an application-data record, the later segments of the scanner's upload body) never leave numpy, since
+    # their first byte is not in FLOW_HEAD_FIRST_BYTES
+    assert rejected == {}
 
 
 DEMO_FACTS: dict[str, set[tuple[str, str, str]]] = {
@@ -305,3 +306,17 @@ def test_demo_camera_states_what_the_readme_says(demo_evidence: tuple[EvidenceTa
     assert device is not None, mac
     missing = DEMO_FACTS[mac] - set(device.facts)
     assert not missing, (mac, sorted(missing))
+
+
+def test_parse_flow_head_reads_nothing_that_the_first_byte_prefilter_drops() -> None:
+    """The pipeline hands over only payloads starting with FLOW_HEAD_FIRST_BYTES: no other first byte may
+    ever give a record, or the prefilter would lose it."""
+    from auditor.protocols import FLOW_HEAD_FIRST_BYTES
+
+    samples = [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n",
+               bytes.fromhex("16030100") + bytes(60), bytes.fromhex("a0010000") + bytes(28)]
+    for first in range(256):
+        if first in FLOW_HEAD_FIRST_BYTES:
+            continue
+        for sample in samples:
+            assert parse_flow_head(bytes([first]) + sample[1:]) is None, (first, sample[:8])
