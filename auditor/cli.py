@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import os
@@ -26,14 +27,14 @@ from auditor.devices.signatures import SignatureSet, load_signatures
 from auditor.devices.table import DeviceTable
 from auditor.devices.types import DeviceRecord
 from auditor.devices.vendors import VendorCatalog, load_vendors
-from auditor.devices.verdicts import DeviceVerdicts, device_records
+from auditor.devices.verdicts import DeviceVerdicts, iter_device_records
 from auditor.errors import AuditorError, ConfigError, OutputError
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import FlowRecords, service_text
 from auditor.output.alerts import write_alerts_jsonl
 from auditor.output.background import BackgroundSink
-from auditor.output.devices import write_devices_csv, write_devices_json
+from auditor.output.devices import write_devices
 from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.paths import rule_path, state_dir
@@ -167,10 +168,40 @@ class _AlertTally:
         return [item[3] for item in sorted(self._top, key=lambda i: i[:3], reverse=True)]
 
 
+class _DeviceTally:
+    """Counts devices as they stream to devices.json/csv, keeping those the console lists (capped)."""
+
+    SHOWN = 200
+    """Devices with a verdict kept for the console table (listed vendors first); devices.json has all."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.known = 0
+        self.listed = 0
+        self.relabels = 0
+        self.shown: list[DeviceRecord] = []
+
+    def count(self, records: Iterable[DeviceRecord]) -> Iterator[DeviceRecord]:
+        for d in records:
+            self.total += 1
+            v = d.vendor
+            if v is not None:
+                self.known += 1
+                self.listed += bool(v.lists)
+                self.relabels += bool(v.relabel)
+                if len(self.shown) < self.SHOWN or v.lists or v.relabel:
+                    # observations are dropped: the console needs the verdict, not every fact
+                    self.shown.append(dataclasses.replace(d, observations=()))
+                    if len(self.shown) > 4 * self.SHOWN:
+                        self.shown.sort(key=lambda r: (not r.vendor.lists, not r.vendor.relabel))  # type: ignore[union-attr]
+                        del self.shown[2 * self.SHOWN:]
+            yield d
+
+
 @dataclass(frozen=True, slots=True)
 class _Run:
     stats: RunStats
-    devices: list[DeviceRecord]
+    devices: _DeviceTally
     alerts: _AlertTally
     summary: dict[str, Any]
     worst_rank: int
@@ -228,13 +259,11 @@ def _analyze(
                 stats = analyze_files(captures, settings, sink, payloads, devices=devices, policy=judge)
         finally:
             sink.close()
-    records = device_records(devices, verdicts)
+    records = _DeviceTally()
     alerts = _AlertTally()
     try:
-        with _replacing(out / "devices.json", "wb") as fj:
-            write_devices_json(records, fj)
-        with _replacing(out / "devices.csv", "w") as fc:
-            write_devices_csv(records, fc)
+        with _replacing(out / "devices.json", "wb") as fj, _replacing(out / "devices.csv", "w") as fc:
+            write_devices(records.count(iter_device_records(devices, verdicts)), fj, fc)  # one device at a time
         with _replacing(out / "alerts.jsonl", "wb") as fa:
             write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa)  # streamed: there may be 100k
     except OSError as exc:
@@ -245,12 +274,12 @@ def _analyze(
             f"was reached; the most severe finding was {SEVERITIES[judge.worst_rank]}"
         )
     summary = stats.to_dict()
-    summary["devices"] = len(records)
+    summary["devices"] = records.total
     summary["vendor_catalog"] = catalog.source if catalog else None
     summary["signatures"] = {"files": signature_set.sources, "count": len(signature_set)}
     summary["protocol_records"] = dict(sorted(evidence.records.items()))
     summary["protocol_payloads_refused"] = dict(sorted(rejected.items()))
-    summary["oem_relabels"] = sum(1 for d in records if d.vendor is not None and d.vendor.relabel)
+    summary["oem_relabels"] = records.relabels
     summary["rules"] = [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in ruleset.sources]
     summary["flows_judged"] = judge.flows_judged
     summary["findings"] = judge.findings
@@ -371,23 +400,25 @@ def _print_alerts(console: Console, top: list[Alert], summary: dict[str, Any]) -
     console.print(table)
 
 
-def _print_devices(console: Console, records: list[DeviceRecord]) -> None:
+def _print_devices(console: Console, tally: _DeviceTally) -> None:
     """List the devices with a verdict, listed vendors first; count the rest; then the OEM relabels."""
     from rich.table import Table
 
-    known = [d for d in records if d.vendor is not None]
-    known.sort(key=lambda d: (not d.vendor.lists, d.vendor.vendor_id or "~", d.mac))  # type: ignore[union-attr]
-    listed = sum(1 for d in known if d.vendor and d.vendor.lists)
+    known = sorted(tally.shown, key=lambda d: (not d.vendor.lists, d.vendor.vendor_id or "~", d.mac))  # type: ignore[union-attr]
     console.print(
-        f"{len(records):,} devices: {listed:,} from listed vendors, {len(known) - listed:,} other known makers or "
-        f"classes, {len(records) - len(known):,} unidentified"
+        f"{tally.total:,} devices: {tally.listed:,} from listed vendors, {tally.known - tally.listed:,} other known "
+        f"makers or classes, {tally.total - tally.known:,} unidentified"
     )
     if not known:
         return
-    table = Table(title="devices by maker (details in devices.json)", show_header=True, header_style="bold")
+    relabels = [d for d in known if d.vendor is not None and d.vendor.relabel]
+    shown = known[: _DeviceTally.SHOWN]
+    more = f"; {tally.known - len(shown):,} more in devices.json" if tally.known > len(shown) else ""
+    table = Table(title=f"devices by maker (details in devices.json{more})", show_header=True,
+                  header_style="bold")
     for column in ("MAC", "IP", "maker", "class", "model", "lists"):
         table.add_column(column, no_wrap=column == "MAC", overflow="fold")
-    for d in known:
+    for d in shown:
         v = d.vendor
         assert v is not None
         lists = " ".join(m.list_id for m in v.lists) or "-"
@@ -397,7 +428,6 @@ def _print_devices(console: Console, records: list[DeviceRecord]) -> None:
             f"[red]{escape(lists)}[/red]" if v.lists else lists,
         )
     console.print(table)
-    relabels = [d for d in known if d.vendor is not None and d.vendor.relabel]
     if relabels:
         table = Table(title="OEM relabels: made by one maker, sold or networked as another", header_style="bold")
         for column in ("MAC", "maker", "sold as", "why"):

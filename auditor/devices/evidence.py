@@ -15,6 +15,14 @@ from auditor.devices.signatures import Match, SignatureSet
 from auditor.devices.types import Observation
 
 MAX_FACTS_PER_DEVICE = 64
+MAX_UNMATCHED_NAMES = 8
+"""Names a device looked up or called (DNS queries, TLS SNI, HTTP Host, request paths) that matched
+no signature, kept per device for analysts; the rest are counted, not kept. A busy host looks up
+hundreds of names: kept whole, they would fill memory on a large site (the names stage, not the
+inventory, records destinations)."""
+NAME_FIELDS = frozenset({("dns", "query"), ("tls", "sni"), ("http", "host"), ("mdns", "query"), ("http", "path"),
+                         ("rtsp", "path")})
+"""Facts that vary with what a device visits (names, request paths), not with what it is."""
 MAX_DEVICES = 100_000
 
 
@@ -32,8 +40,10 @@ class DeviceFacts:
 
     facts: dict[tuple[str, str, str], _Fact] = field(default_factory=dict)
     version: int = 0
+    unmatched_names: int = 0
+    """NAME_FIELDS facts kept that matched no signature."""
     dropped: int = 0
-    """Facts not kept because the device already had MAX_FACTS_PER_DEVICE."""
+    """Facts not kept: the device already had MAX_FACTS_PER_DEVICE, or MAX_UNMATCHED_NAMES."""
 
     def observations(self) -> list[Observation]:
         """Return the facts as observations, in the order they were first seen."""
@@ -91,6 +101,11 @@ class EvidenceTable:
                 device.dropped += 1
                 continue
             matches = tuple(self.signatures.match(protocol, field_, value))
+            if not matches and (protocol, field_) in NAME_FIELDS:
+                if device.unmatched_names >= MAX_UNMATCHED_NAMES:
+                    device.dropped += 1
+                    continue
+                device.unmatched_names += 1
             device.facts[key] = _Fact(ts_ns, ts_ns, 1, matches)
             if matches:
                 device.version += 1  # only facts that matched can change a verdict

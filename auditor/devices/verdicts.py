@@ -3,7 +3,7 @@ verdict from its OUI and protocol evidence (devices/classify.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from auditor.devices.classify import classify
 from auditor.devices.evidence import DeviceFacts, EvidenceTable
@@ -16,8 +16,15 @@ from auditor.flows.types import ip_text
 
 def device_records(table: DeviceTable, verdicts: DeviceVerdicts) -> list[DeviceRecord]:
     """Return one record per device, ordered by MAC."""
+    return list(iter_device_records(table, verdicts))
+
+
+def iter_device_records(table: DeviceTable, verdicts: DeviceVerdicts) -> Iterator[DeviceRecord]:
+    """Yield one record per device, ordered by MAC, built one at a time (a large site's records, with
+    their observations, need not all be in memory at once)."""
     table.settle()
-    return [_record(dev, verdicts) for _, dev in sorted(table.devices.items())]
+    for mac in sorted(table.devices):
+        yield _record(table.devices[mac], verdicts)
 
 
 class DeviceVerdicts:

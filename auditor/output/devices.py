@@ -93,26 +93,45 @@ def write_devices_json(devices: Iterable[DeviceRecord], stream: BinaryIO) -> int
     return n
 
 
+def write_devices(devices: Iterable[DeviceRecord], json_stream: BinaryIO, csv_stream: TextIO) -> int:
+    """Write devices.json and devices.csv in one pass over `devices`, one device at a time; return how many."""
+    writer = csv.writer(csv_stream, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    json_stream.write(b'{"devices": [\n')
+    n = 0
+    for d in devices:
+        json_stream.write((b",\n" if n else b"") + orjson.dumps(device_document(d)))
+        writer.writerow(csv_row(d))
+        n += 1
+    json_stream.write(b"\n]}\n")
+    return n
+
+
 def write_devices_csv(devices: Iterable[DeviceRecord], stream: TextIO) -> int:
     """Write one CSV line per device (formula-looking cells neutralised); return how many."""
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     n = 0
     for d in devices:
-        v = d.vendor
-        row = [
-            mac_text(d.mac), d.role, (v.name or "") if v else "", (v.vendor_id or "") if v else "",
-            v.device_class if v else "",
-            ";".join(m.list_id for m in v.lists) if v else "", f"{v.confidence:.2f}" if v else "",
-            v.how if v else "", d.oui.block if d.oui else "", d.oui.organization if d.oui else "",
-            "yes" if d.locally_administered else "no", " ".join(a.ip for a in d.addresses),
-            " ".join(map(str, d.vlans)), iso_time(d.first_ns), iso_time(d.last_ns), d.packets, d.bytes,
-            (v.brand or "") if v else "", (v.model or "") if v else "", (v.firmware or "") if v else "",
-            (v.relabel or "") if v else "",
-        ]
-        writer.writerow([neutralise(cell) if isinstance(cell, str) else cell for cell in row])
+        writer.writerow(csv_row(d))
         n += 1
     return n
+
+
+def csv_row(d: DeviceRecord) -> list[Any]:
+    """Return one device's CSV cells (formula-looking cells neutralised)."""
+    v = d.vendor
+    row = [
+        mac_text(d.mac), d.role, (v.name or "") if v else "", (v.vendor_id or "") if v else "",
+        v.device_class if v else "",
+        ";".join(m.list_id for m in v.lists) if v else "", f"{v.confidence:.2f}" if v else "",
+        v.how if v else "", d.oui.block if d.oui else "", d.oui.organization if d.oui else "",
+        "yes" if d.locally_administered else "no", " ".join(a.ip for a in d.addresses),
+        " ".join(map(str, d.vlans)), iso_time(d.first_ns), iso_time(d.last_ns), d.packets, d.bytes,
+        (v.brand or "") if v else "", (v.model or "") if v else "", (v.firmware or "") if v else "",
+        (v.relabel or "") if v else "",
+    ]
+    return [neutralise(cell) if isinstance(cell, str) else cell for cell in row]
 
 
 def neutralise(cell: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.devices.evidence import MAX_FACTS_PER_DEVICE, EvidenceTable
+from auditor.devices.evidence import MAX_FACTS_PER_DEVICE, MAX_UNMATCHED_NAMES, EvidenceTable
 from auditor.devices.oui import parse_mac
 from auditor.devices.signatures import Match, SignatureSet, load_signatures
 from auditor.devices.types import Observation
@@ -138,7 +138,7 @@ def test_version_bumps_only_on_a_new_matching_fact(signatures: SignatureSet) -> 
 def test_observe_caps_the_facts_of_one_device(signatures: SignatureSet) -> None:
     table = EvidenceTable(signatures)
     table.observe(CAM, 1, "sadp", [("message", "hello")])
-    table.observe(CAM, 2, "dns", [("query", f"n{i}.example.com") for i in range(MAX_FACTS_PER_DEVICE - 1)])
+    table.observe(CAM, 2, "ssdp", [("usn", f"uuid:{i}") for i in range(MAX_FACTS_PER_DEVICE - 1)])
     facts = table.get(CAM)
     assert facts is not None
     assert (len(facts.facts), facts.dropped, facts.version) == (MAX_FACTS_PER_DEVICE, 0, 1)
@@ -155,6 +155,21 @@ def test_observe_caps_the_facts_of_one_device(signatures: SignatureSet) -> None:
     nvr = table.get(NVR)
     assert nvr is not None
     assert (len(nvr.facts), nvr.dropped) == (1, 0)
+
+
+def test_observe_keeps_only_a_few_names_that_match_nothing(signatures: SignatureSet) -> None:
+    """A busy host looks up hundreds of names: a few are kept for analysts, those a signature knows always."""
+    table = EvidenceTable(signatures)
+    table.observe(CAM, 1, "dns", [("query", f"n{i}.example.com") for i in range(MAX_UNMATCHED_NAMES + 5)])
+    table.observe(CAM, 2, "tls", [("sni", "www.example.org"), ("sni", "litedev.hik-connect.com")])
+    table.observe(CAM, 3, "sadp", [("serial", "X1"), ("model", "DS-2CD2143G2-I")])
+    facts = table.get(CAM)
+    assert facts is not None
+    kept = {(p, f, v) for p, f, v in facts.facts}
+    assert {v for p, f, v in kept if f == "query"} == {f"n{i}.example.com" for i in range(MAX_UNMATCHED_NAMES)}
+    assert ("tls", "sni", "www.example.org") not in kept  # the name quota is shared by DNS, SNI and Host
+    assert {("tls", "sni", "litedev.hik-connect.com"), ("sadp", "serial", "X1")} <= kept  # matched; not a name
+    assert (facts.unmatched_names, facts.dropped) == (MAX_UNMATCHED_NAMES, 6)
 
 
 def test_observe_caps_the_number_of_devices(signatures: SignatureSet) -> None:
