@@ -79,9 +79,12 @@ def test_match_regex_searches_case_insensitively(shipped: SignatureSet) -> None:
     assert ids(shipped.match("sadp", "message", "hello")) == ["hikvision-sadp"]
     assert ids(shipped.match("sadp", "message", "HELLO")) == ["hikvision-sadp"]
     assert ids(shipped.match("sadp", "message", "probe")) == []
-    # search, not match: axis-ssdp-server has no anchor
+    # search: the pattern need not cover the whole value, and it ignores case
     assert ids(shipped.match("ssdp", "server", "Linux/4.9.206-axis8, UPnP/1.0, Portable SDK")) == ["axis-ssdp-server"]
     assert ids(shipped.match("ssdp", "server", "LINUX/4.9-AXIS8")) == ["axis-ssdp-server"]
+    # narrow on purpose: a name merely containing "axis" is no Axis device (rules/README.md false friends)
+    assert ids(shipped.match("ssdp", "server", "Galaxis/1.0 UPnP/1.0")) == []
+    assert ids(shipped.match("ssdp", "server", "Linux/5.4 UPnP/1.0 axis-friendly-server")) == []
 
 
 def test_match_regex_takes_model_and_firmware_from_named_groups(shipped: SignatureSet) -> None:
