@@ -6,6 +6,7 @@ import dataclasses
 import heapq
 import json
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -51,6 +52,13 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True, soft_wrap=True)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Return wire text safe for the terminal: no rich markup, and no control characters (an escape
+    sequence in a device's model name must not repaint the screen); they show as \\xNN."""
+    return escape(_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
 def _version(value: bool) -> None:
@@ -228,7 +236,7 @@ def _analyze(
     devices = DeviceTable(local.contains)
     evidence = EvidenceTable(signature_set)
     rejected: Counter[str] = Counter()
-    payloads = fingerprint_payloads(evidence, rejected)
+    payloads = fingerprint_payloads(evidence, rejected, local)
     verdicts = DeviceVerdicts(registry, catalog, evidence, ruleset.pins)
     judge = PolicyJudge(ruleset, verdicts)
     try:
@@ -273,12 +281,19 @@ def _analyze(
             f"{judge.dropped_findings:,} findings not summed into alerts: the alert limit ({judge.max_alerts:,}) "
             f"was reached; the most severe finding was {SEVERITIES[judge.worst_rank]}"
         )
+    if evidence.dropped_devices:
+        stats.run_warnings.append(
+            f"{evidence.dropped_devices:,} payloads of devices beyond the evidence limit "
+            f"({evidence.max_devices:,} devices) were not kept: those devices are judged by their OUI alone"
+        )
     summary = stats.to_dict()
     summary["devices"] = records.total
     summary["vendor_catalog"] = catalog.source if catalog else None
     summary["signatures"] = {"files": signature_set.sources, "count": len(signature_set)}
     summary["protocol_records"] = dict(sorted(evidence.records.items()))
     summary["protocol_payloads_refused"] = dict(sorted(rejected.items()))
+    summary["evidence_facts_not_kept"] = sum(f.dropped for f in evidence.devices.values())
+    summary["evidence_devices_not_kept"] = evidence.dropped_devices
     summary["oem_relabels"] = records.relabels
     summary["rules"] = [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in ruleset.sources]
     summary["flows_judged"] = judge.flows_judged
@@ -412,19 +427,19 @@ def _print_devices(console: Console, tally: _DeviceTally) -> None:
     if not known:
         return
     relabels = [d for d in known if d.vendor is not None and d.vendor.relabel]
-    shown = known[: _DeviceTally.SHOWN]
-    more = f"; {tally.known - len(shown):,} more in devices.json" if tally.known > len(shown) else ""
+    rows = known[: _DeviceTally.SHOWN]
+    more = f"; {tally.known - len(rows):,} more in devices.json" if tally.known > len(rows) else ""
     table = Table(title=f"devices by maker (details in devices.json{more})", show_header=True,
                   header_style="bold")
     for column in ("MAC", "IP", "maker", "class", "model", "lists"):
         table.add_column(column, no_wrap=column == "MAC", overflow="fold")
-    for d in shown:
+    for d in rows:
         v = d.vendor
         assert v is not None
         lists = " ".join(m.list_id for m in v.lists) or "-"
         ip = d.addresses[0].ip if d.addresses else "-"
         table.add_row(
-            mac_text(d.mac), escape(ip), escape(v.vendor_id or "?"), v.device_class, escape(v.model or "-"),
+            mac_text(d.mac), escape(ip), escape(v.vendor_id or "?"), v.device_class, shown(v.model or "-"),
             f"[red]{escape(lists)}[/red]" if v.lists else lists,
         )
     console.print(table)
@@ -435,8 +450,7 @@ def _print_devices(console: Console, tally: _DeviceTally) -> None:
         for d in relabels:
             v = d.vendor
             assert v is not None
-            sold_as = v.brand or (d.oui.organization if d.oui else "-")
-            table.add_row(mac_text(d.mac), escape(v.vendor_id or "?"), escape(sold_as), escape(v.relabel or ""))
+            table.add_row(mac_text(d.mac), escape(v.vendor_id or "?"), shown(v.brand or "-"), shown(v.relabel or ""))
         console.print(table)
 
 

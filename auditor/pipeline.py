@@ -135,22 +135,31 @@ class RunStats:
         }
 
 
-def fingerprint_payloads(evidence: EvidenceTable, rejected: Counter[str] | None = None) -> PayloadRegistry:
+def fingerprint_payloads(
+    evidence: EvidenceTable, rejected: Counter[str] | None = None, local: LocalNetworks | None = None
+) -> PayloadRegistry:
     """Return the payload hand-off that feeds the protocol parsers (protocols/) into `evidence`.
 
     Discovery and service ports are parsed in both directions, every non-IP SADP frame, and the
     first payload packets of every TCP flow on any port (TLS, HTTP/RTSP and DVRIP are recognised
     by their first bytes). Each record's facts are kept under the sending MAC. Payloads a parser
     refuses are counted per parser in `rejected`.
+
+    With `local`, only payloads sent from local addresses count: a remote web server's banner or
+    certificate arrives with the router's MAC and says nothing about the router.
     """
-    registry = PayloadRegistry()
+    registry = PayloadRegistry(senders=local.contains if local is not None else None)
     refused = rejected if rejected is not None else Counter()
+    relayed = refused  # counted with the refusals, under the same name
 
     def feeding(name: str, parse: Parser) -> Callable[[Payload], None]:
         def handle(payload: Payload) -> None:
             record = parse(payload.data)
             if record is None:
                 refused[name] += 1
+                return
+            if not _about_sender(record, payload):
+                relayed[name] += 1
                 return
             evidence.observe(payload.src_mac, payload.ts_ns, record.protocol, record.facts())
         return handle
@@ -162,6 +171,15 @@ def fingerprint_payloads(evidence: EvidenceTable, rejected: Counter[str] | None 
     registry.by_flow_head("tcp-head", FLOW_HEAD_PACKETS, feeding("tcp-head", parse_flow_head),
                           first_bytes=FLOW_HEAD_FIRST_BYTES)
     return registry
+
+
+def _about_sender(record: object, payload: Payload) -> bool:
+    """False for a record that speaks for another machine than its sender: a DHCP request relayed by a
+    router (giaddr set) carries the client's host name and vendor class, not the router's."""
+    chaddr = getattr(record, "chaddr", None)
+    if getattr(record, "protocol", "") == "dhcp" and getattr(record, "op", 0) == 1 and chaddr:
+        return bool(chaddr == payload.src_mac.to_bytes(6, "big").hex("-").upper())
+    return True
 
 
 def flow_options(settings: Settings) -> FlowOptions:

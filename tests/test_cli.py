@@ -266,3 +266,12 @@ def test_analyze_without_any_rule_files_refuses_to_run(small_pcap: Path, tmp_pat
     assert result.exit_code == 2
     assert "no rule files found" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_shown_makes_wire_text_inert_on_a_terminal() -> None:
+    from auditor.cli import shown
+
+    text = shown("IPC\x1b[31m\x1b]0;pwned\x07")
+    assert text == "IPC\\x1b[31m\\x1b]0;pwned\\x07"
+    assert not any(ord(c) < 32 for c in text)
+    assert shown("[bold]x[/bold]") == "\\[bold]x\\[/bold]"

@@ -18,7 +18,7 @@ DEMO = Path(__file__).resolve().parents[1] / "pcaps" / "demo-site.pcap"
 
 # MAC -> (maker, brand, class, model, firmware, how, confidence, signatures behind the verdict)
 EXPECTED = {
-    "00-1F-54-50-10-50": ("dahua", "Lorex", "camera", "IPC-HDW2431T-AS-S2", "2.800.0000000.25.R", "protocol", 0.99,
+    "00-1F-54-50-10-50": ("dahua", "Lorex", "camera", "IPC-HDW2431T-AS-S2", "2.800.0000000.25.R", "protocol", 0.989,
                           {"dahua-dhip", "dahua-dhip-firmware", "dahua-dhip-model", "dahua-dhip-vendor-oem",
                            "dahua-login-to-realm", "dahua-rtsp-server"}),
     "24-0A-C4-60-10-60": ("hikvision", None, "camera", "DS-2CV2041G2-IDW", "V5.5.800build 230615", "protocol", 0.986,
@@ -34,7 +34,7 @@ EXPECTED = {
     # the OUI names EZVIZ; its cloud calls agree but could come from a person's phone: they only add confidence
     "58-8F-CF-40-10-40": ("ezviz", None, "camera", None, None, "oui-pin", 0.96, {"ezviz-cloud", "ezviz-dns-ezvizlife"}),
     "AC-CC-8E-4A-1B-2C": ("axis", None, "camera", "P3245-LV", "10.12.182", "protocol", 0.988,
-                          {"axis-dhcp-vendor-class", "axis-mdns-service"}),
+                          {"axis-dhcp-camera-kind", "axis-dhcp-vendor-class", "axis-mdns-service"}),
     # the scanner says nothing the signatures know: its verdict is its MA-M block's
     "C0-9B-F4-B1-02-15": ("nuctech", None, "screening-scanner", None, None, "oui-pin", 0.8, set()),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,36 @@ def test_udp_payload_handed_off_only_for_the_wanted_port(tmp_path: Path) -> None
     registry.by_port("p2", 17, 2, got.append)
     _run([path], payloads=registry)
     assert [(p.dport, p.data) for p in got] == [(2, b"hello")]
+
+
+def test_fingerprint_facts_come_only_from_local_senders_and_never_from_relayed_dhcp(tmp_path: Path) -> None:
+    """A remote server's banner arrives with the router's MAC, and a DHCP relay forwards its clients'
+    host names and vendor classes: neither may make the router 'a Hikvision' or 'an Axis'."""
+    from scapy.layers.dhcp import BOOTP, DHCP
+
+    from auditor.devices.evidence import EvidenceTable
+    from auditor.devices.signatures import SignatureSet
+    from auditor.flows.localnet import LocalNetworks
+    from auditor.pipeline import fingerprint_payloads
+
+    router, pc = "00:1b:54:00:00:01", "00:1b:21:00:00:02"
+    head = b"HTTP/1.1 401 Unauthorized\r\nServer: App-webs/\r\nWWW-Authenticate: Digest realm=\"Hikvision\"\r\n\r\n"
+    pkts = [
+        Ether(src=pc, dst=router) / IP(src="192.168.1.10", dst="203.0.113.5") / TCP(sport=40000, dport=80, flags="S"),
+        Ether(src=router, dst=pc) / IP(src="203.0.113.5", dst="192.168.1.10") / TCP(sport=80, dport=40000, flags="PA")
+        / head,
+        Ether(src=router, dst="00:00:5e:00:01:01") / IP(src="10.9.0.1", dst="10.0.0.53") / UDP(sport=67, dport=67)
+        / BOOTP(op=1, giaddr="10.9.0.1", chaddr=bytes.fromhex("accc8e010203") + bytes(10))
+        / DHCP(options=[("message-type", "request"), ("vendor_class_id", b"AXIS,Network Camera,M3045,9.80"), "end"]),
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 1_793_610_000 + i
+    path = tmp_path / "router.pcap"
+    wrpcap(str(path), pkts)
+    table, rejected = EvidenceTable(SignatureSet([], [])), Counter()  # type: ignore[var-annotated]
+    local = LocalNetworks(Settings().local_networks)
+    analyze_files([path], Settings(), lambda records: None, payloads=fingerprint_payloads(table, rejected, local),
+                  prefetch=False)
+    assert table.get(int(router.replace(":", ""), 16)) is None
+    assert table.records == {}  # the banner was never handed over (its sender is remote)...
+    assert rejected == {"dhcp": 1}  # ...and the relayed request was parsed and set aside: it speaks for the client

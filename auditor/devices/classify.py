@@ -4,9 +4,9 @@ OUIs lie: OEM relabels keep the maker's firmware behind another brand's OUI, Wi-
 the radio module's OUI, randomised MACs carry none. So protocol evidence overrules the OUI:
 
 - Each maker's protocol score combines its distinct matching signatures as independent clues,
-  1 - prod(1 - weight). A maker scoring at least PROTOCOL_DECIDES is the maker, whatever the OUI,
-  if at least one of its clues is decisive: a call to a vendor's cloud can come from a person's
-  laptop as well as from the vendor's device, so such clues only strengthen a maker named otherwise.
+  1 - prod(1 - weight). A maker whose decisive clues alone score at least PROTOCOL_DECIDES is the
+  maker, whatever the OUI: a call to a vendor's cloud can come from a person's laptop as well as
+  from the vendor's device, so such clues only raise the confidence of a maker named otherwise.
 - When the MAC's OUI then names someone else (another vendor of the catalog, or a registry
   organisation such as a Wi-Fi module maker), or an OEM field (SADP DetailOEMCode, DHIP Vendor)
   names a label, the verdict says it is an OEM relabel and why.
@@ -38,8 +38,15 @@ class _Tally:
     """Protocol clues for one maker (or class)."""
 
     signatures: dict[str, float] = field(default_factory=dict)
-    decisive: bool = False
-    """At least one clue may name the maker on its own (Signature.decisive)."""
+    decisive: dict[str, float] = field(default_factory=dict)
+    """The clues that may name the maker (Signature.decisive): only they decide; the others add confidence."""
+
+    @property
+    def deciding_score(self) -> float:
+        miss = 1.0
+        for weight in self.decisive.values():
+            miss *= 1.0 - weight
+        return 1.0 - miss
 
     @property
     def score(self) -> float:
@@ -97,13 +104,15 @@ def _classify(mac: int, oui: OuiMatch | None, catalog: VendorCatalog | None,
         if s.implies.maker is not None:
             tally = makers.setdefault(s.implies.maker, _Tally())
             tally.signatures[s.id] = max(tally.signatures.get(s.id, 0.0), s.weight)
-            tally.decisive |= s.decisive
+            if s.decisive:
+                tally.decisive[s.id] = tally.signatures[s.id]
 
-    # 1. the maker: protocols decide when a maker has a decisive clue and enough of them, else the OUI
-    best = max(((m, t) for m, t in makers.items() if t.decisive), key=lambda kv: (kv[1].score, kv[0]), default=None)
+    # 1. the maker: protocols decide when a maker's decisive clues alone reach PROTOCOL_DECIDES (the
+    #    others only raise the confidence after), else the OUI
+    best = max(makers.items(), key=lambda kv: (kv[1].deciding_score, kv[1].score, kv[0]), default=None)
     maker: Vendor | None = None
     how, detail, confidence = "", "", 0.0
-    if best is not None and best[1].score >= PROTOCOL_DECIDES and catalog is not None:
+    if best is not None and best[1].deciding_score >= PROTOCOL_DECIDES and catalog is not None:
         maker = catalog.get(best[0])
         confidence = best[1].score
         how, detail = "protocol", ", ".join(sorted(best[1].signatures))

@@ -15,6 +15,9 @@ from auditor.devices.signatures import Match, SignatureSet
 from auditor.devices.types import Observation
 
 MAX_FACTS_PER_DEVICE = 64
+"""Facts that matched a signature kept per device."""
+MAX_UNMATCHED_FACTS = 32
+"""Facts that matched no signature kept per device (for analysts)."""
 MAX_UNMATCHED_NAMES = 8
 """Names a device looked up or called (DNS queries, TLS SNI, HTTP Host, request paths) that matched
 no signature, kept per device for analysts; the rest are counted, not kept. A busy host looks up
@@ -40,10 +43,13 @@ class DeviceFacts:
 
     facts: dict[tuple[str, str, str], _Fact] = field(default_factory=dict)
     version: int = 0
+    matched: int = 0
+    """Facts kept that matched a signature (at most MAX_FACTS_PER_DEVICE)."""
     unmatched_names: int = 0
     """NAME_FIELDS facts kept that matched no signature."""
     dropped: int = 0
-    """Facts not kept: the device already had MAX_FACTS_PER_DEVICE, or MAX_UNMATCHED_NAMES."""
+    """Facts not kept: the device already had MAX_FACTS_PER_DEVICE matched ones, MAX_UNMATCHED_FACTS
+    unmatched ones, or MAX_UNMATCHED_NAMES unmatched names."""
 
     def observations(self) -> list[Observation]:
         """Return the facts as observations, in the order they were first seen."""
@@ -97,15 +103,22 @@ class EvidenceTable:
                 fact.first_ns = min(fact.first_ns, ts_ns)
                 fact.count += 1
                 continue
-            if len(device.facts) >= MAX_FACTS_PER_DEVICE:
-                device.dropped += 1
-                continue
+            # matched first: a device flooding unmatched facts (SSDP service types, mDNS records) must not
+            # crowd out the one fact that names it
             matches = tuple(self.signatures.match(protocol, field_, value))
-            if not matches and (protocol, field_) in NAME_FIELDS:
-                if device.unmatched_names >= MAX_UNMATCHED_NAMES:
+            if matches:
+                if device.matched >= MAX_FACTS_PER_DEVICE:
                     device.dropped += 1
                     continue
-                device.unmatched_names += 1
+                device.matched += 1
+            else:
+                if len(device.facts) - device.matched >= MAX_UNMATCHED_FACTS or (
+                    (protocol, field_) in NAME_FIELDS and device.unmatched_names >= MAX_UNMATCHED_NAMES
+                ):
+                    device.dropped += 1
+                    continue
+                if (protocol, field_) in NAME_FIELDS:
+                    device.unmatched_names += 1
             device.facts[key] = _Fact(ts_ns, ts_ns, 1, matches)
             if matches:
                 device.version += 1  # only facts that matched can change a verdict

@@ -22,6 +22,7 @@ from auditor.flows.types import Payload
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Payload], None]
+IsLocal = Callable[[NDArray[np.uint8], NDArray[np.uint64], NDArray[np.uint64]], NDArray[np.bool_]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,10 @@ class _Want:
 class PayloadRegistry:
     """Who wants which payloads; `dispatch` hands each batch's matching packets to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, senders: IsLocal | None = None) -> None:
+        """With `senders`, IP payloads are handed over only when it accepts their sender's address
+        (vectorised over the batch): e.g. only what devices of the site say, not remote servers."""
+        self._senders = senders
         self._wants: list[_Want] = []
         self.delivered: Counter[str] = Counter()
         """Payloads handed to each named want."""
@@ -92,8 +96,7 @@ class PayloadRegistry:
                     total += self._deliver(want, payload)
         return total
 
-    @staticmethod
-    def _select_ip(h: Headers, flows: BatchFlows, want: _Want) -> NDArray[np.int64]:
+    def _select_ip(self, h: Headers, flows: BatchFlows, want: _Want) -> NDArray[np.int64]:
         r = flows.rows
         # later fragments carry the middle of a datagram, not a protocol message: never handed off
         mask = (h.ip_proto[r] == want.proto) & (h.payload_len[r] > 0) & (h.frag_offset[r] == 0)
@@ -104,6 +107,9 @@ class PayloadRegistry:
             if flows.payload_index is None:
                 raise ValueError("flow-head hand-off needs FlowTable.process(payload_index=True)")
             mask &= (flows.payload_index >= 0) & (flows.payload_index < want.head_packets)
+        if self._senders is not None and mask.any():
+            at = np.flatnonzero(mask)
+            mask[at[~self._senders(h.ip_version[r[at]], h.src_hi[r[at]], h.src_lo[r[at]])]] = False
         if want.first_bytes is not None:
             at = np.flatnonzero(mask)
             first = h.batch.data[h.batch.offset[r[at]].astype(np.int64) + h.payload_off[r[at]]]

@@ -8,6 +8,7 @@ untrusted. JSON escapes by construction; CSV cells that a spreadsheet would run 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from typing import Any, BinaryIO, TextIO
 
@@ -134,6 +135,11 @@ def csv_row(d: DeviceRecord) -> list[Any]:
     return [neutralise(cell) if isinstance(cell, str) else cell for cell in row]
 
 
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, CR, LF stay: CSV quotes them
+
+
 def neutralise(cell: str) -> str:
-    """Return a CSV cell a spreadsheet will show as text, never run as a formula."""
-    return "'" + cell if cell.startswith(FORMULA_START) else cell
+    """Return a CSV cell a spreadsheet will show as text, never run as a formula: control characters
+    from the wire (a leading NUL would hide a formula from the first-character check) become U+FFFD."""
+    cell = _CONTROLS.sub("\ufffd", cell)
+    return "'" + cell if cell.lstrip("\ufffd").startswith(FORMULA_START) else cell

@@ -448,3 +448,13 @@ def test_classify_a_pin_of_the_class_alone_keeps_the_maker_the_evidence_found(
     v = classify(unknown, None, catalog, None, AnalystPin(unknown, None, "computer", reference="site.yaml:12"))
     assert v is not None
     assert (v.vendor_id, v.name, v.device_class, v.how, v.lists) == (None, None, "computer", "analyst-pin", ())
+
+
+def test_classify_needs_decisive_clues_alone_to_reach_half(verdict: Verdict) -> None:
+    """easy4ip (0.7, not decisive: phone apps speak it too) with a 0.1 decisive clue names no maker."""
+    facts = [("easy4ip", "method", "DHGET"), ("dhip", "firmware", "2.800.0000000.25.R")]
+    assert verdict(RANDOM_MAC, facts) is None
+    v = verdict(RANDOM_MAC, [*facts, ("dhip", "method", "client.notifyDevInfo")])
+    assert v is not None
+    assert (v.vendor_id, v.how) == ("dahua", "protocol")
+    assert v.confidence == 0.973  # 1 - (1 - 0.9) * (1 - 0.1) * (1 - 0.7): the easy4ip clue still adds confidence

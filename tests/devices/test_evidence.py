@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.devices.evidence import MAX_FACTS_PER_DEVICE, MAX_UNMATCHED_NAMES, EvidenceTable
+from auditor.devices.evidence import MAX_FACTS_PER_DEVICE, MAX_UNMATCHED_FACTS, MAX_UNMATCHED_NAMES, EvidenceTable
 from auditor.devices.oui import parse_mac
 from auditor.devices.signatures import Match, SignatureSet, load_signatures
 from auditor.devices.types import Observation
@@ -138,20 +138,24 @@ def test_version_bumps_only_on_a_new_matching_fact(signatures: SignatureSet) -> 
 def test_observe_caps_the_facts_of_one_device(signatures: SignatureSet) -> None:
     table = EvidenceTable(signatures)
     table.observe(CAM, 1, "sadp", [("message", "hello")])
-    table.observe(CAM, 2, "ssdp", [("usn", f"uuid:{i}") for i in range(MAX_FACTS_PER_DEVICE - 1)])
+    table.observe(CAM, 2, "ssdp", [("usn", f"uuid:{i}") for i in range(MAX_UNMATCHED_FACTS + 3)])
     facts = table.get(CAM)
     assert facts is not None
-    assert (len(facts.facts), facts.dropped, facts.version) == (MAX_FACTS_PER_DEVICE, 0, 1)
-    # full: new facts are dropped and counted, even matching ones, and do not change the version
+    # unmatched facts are capped at MAX_UNMATCHED_FACTS; the three over it are dropped and counted
+    assert (len(facts.facts), facts.matched, facts.dropped, facts.version) == (1 + MAX_UNMATCHED_FACTS, 1, 3, 1)
+    # a fact that matches a signature still gets in after the flood: the noise cannot hide the device
     table.observe(CAM, 3, "dns", [("query", "overflow.example.com"), ("query", "litedev.hik-connect.com")])
-    assert (len(facts.facts), facts.dropped, facts.version) == (MAX_FACTS_PER_DEVICE, 2, 1)
-    assert ("dns", "query", "litedev.hik-connect.com") not in facts.facts
+    assert ("dns", "query", "litedev.hik-connect.com") in facts.facts
+    assert ("dns", "query", "overflow.example.com") not in facts.facts
+    assert (facts.matched, facts.dropped, facts.version) == (2, 4, 2)
     # facts already kept are still counted
     table.observe(CAM, 4, "sadp", [("message", "hello")])
     assert facts.observations()[0] == Observation("sadp", "message", "hello", 1, 4, 2, ("hikvision-sadp",))
-    assert facts.dropped == 2
+    # matched facts have their own cap
+    table.observe(CAM, 5, "sadp", [("model", f"DS-{i}") for i in range(MAX_FACTS_PER_DEVICE)])
+    assert (facts.matched, facts.dropped) == (MAX_FACTS_PER_DEVICE, 4 + 2)
     # another device has its own room
-    table.observe(NVR, 5, "dns", [("query", "overflow.example.com")])
+    table.observe(NVR, 6, "dns", [("query", "overflow.example.com")])
     nvr = table.get(NVR)
     assert nvr is not None
     assert (len(nvr.facts), nvr.dropped) == (1, 0)

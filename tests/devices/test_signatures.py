@@ -88,8 +88,12 @@ def test_match_regex_searches_case_insensitively(shipped: SignatureSet) -> None:
 
 
 def test_match_regex_takes_model_and_firmware_from_named_groups(shipped: SignatureSet) -> None:
-    [m] = shipped.match("dhcp", "vendor_class", "AXIS,Network Camera,P3245-LV,10.12.182")
-    assert (m.signature.id, m.model, m.firmware) == ("axis-dhcp-vendor-class", "P3245-LV", "10.12.182")
+    matches = shipped.match("dhcp", "vendor_class", "AXIS,Network Camera,P3245-LV,10.12.182")
+    assert [(m.signature.id, m.model, m.firmware) for m in matches] == [
+        ("axis-dhcp-vendor-class", "P3245-LV", "10.12.182"), ("axis-dhcp-camera-kind", None, None)]
+    # an Axis door controller is an Axis device, but no camera
+    door = shipped.match("dhcp", "vendor_class", "AXIS,Network Door Controller,A1001,1.65.2")
+    assert [m.signature.id for m in door] == ["axis-dhcp-vendor-class"]
     [m] = shipped.match("sadp", "firmware", "V5.5.82build 190909")
     assert (m.signature.id, m.model, m.firmware) == ("hikvision-sadp-firmware", None, "V5.5.82build 190909")
 

@@ -80,3 +80,12 @@ def test_devices_json_is_one_document_written_device_by_device() -> None:
     empty = io.BytesIO()
     assert write_devices_json([], empty) == 0
     assert json.loads(empty.getvalue()) == {"devices": []}
+
+
+def test_neutralise_sees_a_formula_behind_control_characters_and_replaces_them() -> None:
+    from auditor.output.devices import neutralise
+
+    assert neutralise("\x00=HYPERLINK(\"http://x\")") == "'\ufffd=HYPERLINK(\"http://x\")"
+    assert neutralise("IPC\x1b[31mred") == "IPC\ufffd[31mred"
+    assert neutralise("plain text") == "plain text"
+    assert neutralise("=1+1") == "'=1+1"

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from auditor.config import Settings
 from auditor.devices.evidence import EvidenceTable
-from auditor.devices.signatures import SignatureSet
 from auditor.pipeline import analyze_files, fingerprint_payloads
 from auditor.protocols import ETHERTYPE_PARSERS, PORT_PARSERS, Parser, dahua, parse_flow_head
 from auditor.protocols.types import Record
@@ -195,7 +194,11 @@ def test_parse_flow_head_reaches_every_dvrip_command() -> None:
 @pytest.fixture(scope="module")
 def demo_evidence() -> tuple[EvidenceTable, Counter[str]]:
     """The demo capture run through fingerprint_payloads: (evidence table, refusals per parser)."""
-    table = EvidenceTable(SignatureSet([], []))
+    # the shipped signatures: facts that match one are always kept, the others only up to a cap per device
+    from auditor.devices.signatures import load_signatures
+
+    rules = Path(__file__).resolve().parents[2] / "rules"
+    table = EvidenceTable(load_signatures(rules / "fingerprints", None))
     rejected: Counter[str] = Counter()
     analyze_files([DEMO], Settings(), lambda records: None, payloads=fingerprint_payloads(table, rejected))
     return table, rejected
