@@ -14,6 +14,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.paths": (),
     "auditor.yamlfile": ("auditor.errors",),
     "auditor.protocols": (),  # stdlib only: every parser fuzzes alone
+    "auditor.geo": ("auditor.errors",),  # maxminddb and one error type: a reader object, nothing else
     "auditor.capture": ("auditor.errors", "auditor.runtime"),
     "auditor.decode": ("auditor.errors", "auditor.capture.types"),
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),
