@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from auditor import __version__
-from auditor.config import load_settings
+from auditor.config import Settings, load_settings
 from auditor.devices.evidence import EvidenceTable
 from auditor.devices.oui import OuiRegistry, mac_text
 from auditor.devices.signatures import SignatureSet, load_signatures
@@ -44,6 +44,9 @@ from auditor.policy.evaluate import PolicyJudge
 from auditor.policy.load import RuleSet, Vocabulary, load_rules
 from auditor.policy.types import SEVERITIES, Alert
 from auditor.runtime import bound_heap_growth
+
+if TYPE_CHECKING:
+    from auditor.geo.reader import GeoReader
 
 app = typer.Typer(
     name="auditor",
@@ -128,13 +131,20 @@ def analyze(
         Path | None,
         typer.Option("--signatures", help="Protocol signatures, a file or folder (default: rules/fingerprints)."),
     ] = None,
+    geoip_country: Annotated[
+        Path | None, typer.Option("--geoip-country", help="Country .mmdb (MaxMind, DB-IP lite, IPinfo lite).")
+    ] = None,
+    geoip_asn: Annotated[
+        Path | None, typer.Option("--geoip-asn", help="ASN .mmdb (MaxMind, DB-IP lite, IPinfo lite).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,
 ) -> None:
     """Read capture files; judge each flow against the rule files; write OUT/alerts.jsonl (ECS, one per
     device x destination x rule), OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json."""
     try:
-        run = _analyze(captures, out, config, local_net, quiet, vendors, rules, signatures)
+        run = _analyze(captures, out, config, local_net, quiet, vendors, rules, signatures,
+                       geoip=(geoip_country, geoip_asn))
     except AuditorError as exc:
         err_console.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
@@ -224,13 +234,17 @@ def _analyze(
     vendors_file: Path | None,
     rule_paths: list[Path] | None,
     signatures_path: Path | None = None,
+    geoip: tuple[Path | None, Path | None] = (None, None),
 ) -> _Run:
     bound_heap_growth()
-    settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
+    settings = load_settings(config, local_networks=tuple(local_net) if local_net else None,
+                             geoip_country=str(geoip[0]) if geoip[0] else None,
+                             geoip_asn=str(geoip[1]) if geoip[1] else None)
     # every rule file is read before any packet or output: a bad one stops the run and overwrites nothing
     catalog = _vendor_catalog(vendors_file)
     ruleset = _rule_set(rule_paths, catalog)
     signature_set = _signatures(signatures_path, catalog)
+    geo = _geo(settings)  # a missing or wrong database stops the run here, before any packet
     registry = OuiRegistry.default(state_dir())
     local = LocalNetworks(settings.local_networks)
     devices = DeviceTable(local.contains)
@@ -273,7 +287,7 @@ def _analyze(
         with _replacing(out / "devices.json", "wb") as fj, _replacing(out / "devices.csv", "w") as fc:
             write_devices(records.count(iter_device_records(devices, verdicts)), fj, fc)  # one device at a time
         with _replacing(out / "alerts.jsonl", "wb") as fa:
-            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa)  # streamed: there may be 100k
+            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo.lookup if geo else None)  # streamed
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the outputs: {exc.strerror or exc}") from exc
     if judge.dropped_findings:
@@ -281,6 +295,8 @@ def _analyze(
             f"{judge.dropped_findings:,} findings not summed into alerts: the alert limit ({judge.max_alerts:,}) "
             f"was reached; the most severe finding was {SEVERITIES[judge.worst_rank]}"
         )
+    if geo is not None:
+        stats.run_warnings.extend(geo.warnings())
     if evidence.dropped_devices:
         stats.run_warnings.append(
             f"{evidence.dropped_devices:,} payloads of devices beyond the evidence limit "
@@ -295,6 +311,11 @@ def _analyze(
     summary["evidence_facts_not_kept"] = sum(f.dropped for f in evidence.devices.values())
     summary["evidence_devices_not_kept"] = evidence.dropped_devices
     summary["oem_relabels"] = records.relabels
+    summary["geoip"] = [
+        {"path": d.path, "database_type": d.database_type, "layout": d.layout,
+         "build_date": d.build_date.isoformat(), "age_days": d.age_days}
+        for d in (geo.databases() if geo else [])
+    ]
     summary["rules"] = [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in ruleset.sources]
     summary["flows_judged"] = judge.flows_judged
     summary["findings"] = judge.findings
@@ -314,6 +335,15 @@ def _replacing(path: Path, mode: str) -> Iterator[Any]:
     with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
         yield fh
     os.replace(tmp, path)
+
+
+def _geo(settings: Settings) -> GeoReader | None:
+    if settings.geoip_country is None and settings.geoip_asn is None:
+        return None
+    from auditor.geo.reader import GeoReader  # imported here: maxminddb only when a database is given
+
+    return GeoReader(Path(settings.geoip_country) if settings.geoip_country else None,
+                     Path(settings.geoip_asn) if settings.geoip_asn else None)
 
 
 def _signatures(path: Path | None, catalog: VendorCatalog | None) -> SignatureSet:

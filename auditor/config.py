@@ -47,6 +47,10 @@ class Settings:
     local_networks: tuple[str, ...] = DEFAULT_LOCAL_NETWORKS
     """CIDRs that count as this site (multicast and broadcast always do)."""
     flows: FlowSettings = field(default_factory=FlowSettings)
+    geoip_country: str | None = None
+    """A country (or City, or IPinfo lite) .mmdb file; the auditor never downloads one."""
+    geoip_asn: str | None = None
+    """An ASN (or ISP, or IPinfo lite) .mmdb file."""
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> Settings:

@@ -275,3 +275,43 @@ def test_shown_makes_wire_text_inert_on_a_terminal() -> None:
     assert text == "IPC\\x1b[31m\\x1b]0;pwned\\x07"
     assert not any(ord(c) < 32 for c in text)
     assert shown("[bold]x[/bold]") == "\\[bold]x\\[/bold]"
+
+
+GEOIP = Path(__file__).resolve().parents[2] / "shared" / "geoip-test"
+
+
+def test_analyze_names_the_country_and_as_of_alert_destinations(tmp_path: Path) -> None:
+    if not GEOIP.is_dir():
+        pytest.skip(f"shared GeoIP test databases absent: {GEOIP}")
+    cam = Ether(src="4c:bd:8f:11:22:33", dst="00:11:22:33:44:55")
+    pkts = [cam / IP(src=CAM, dst=dst) / UDP(sport=5000, dport=6000) / b"x" for dst in ("81.2.69.160", "89.160.20.129")]
+    for i, p in enumerate(pkts):
+        p.time = 1_793_610_000 + i
+    capture = tmp_path / "out.pcap"
+    wrpcap(str(capture), pkts)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["analyze", str(capture), "--out", str(out), "-q",
+                                 "--geoip-country", str(GEOIP / "GeoLite2-Country-Test.mmdb"),
+                                 "--geoip-asn", str(GEOIP / "GeoLite2-ASN-Test.mmdb")])
+    assert result.exit_code == 0, result.output
+    got = {a["destination"]["ip"]: (a["destination"].get("geo"), a["destination"].get("as")) for a in _alerts(out)}
+    assert got == {
+        "81.2.69.160": ({"country_iso_code": "GB"}, None),
+        "89.160.20.129": ({"country_iso_code": "SE"}, {"number": 29518, "organization": {"name": "Bredband2 AB"}}),
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(d["database_type"], d["layout"], d["build_date"]) for d in summary["geoip"]] == [
+        ("GeoLite2-Country", "maxmind-country", "2026-02-04"), ("GeoLite2-ASN", "maxmind-asn", "2026-02-04")]
+    # the test databases are months old: a warning says so
+    assert sum("days old" in w for w in summary["warnings"]) == 2
+
+
+def test_analyze_with_a_file_that_is_no_geoip_database_is_a_one_line_error(small_pcap: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "country.mmdb"
+    junk.write_text("not a database\n")
+    result = runner.invoke(app, ["analyze", str(small_pcap), "--out", str(tmp_path / "o"),
+                                 "--geoip-country", str(junk)])
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"error: {junk}: not a MaxMind DB file")
+    assert not (tmp_path / "o").exists()

@@ -20,6 +20,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),
     "auditor.output": (
         "auditor.errors", "auditor.runtime", "auditor.flows.types", "auditor.devices.types", "auditor.policy.types",
+        "auditor.geo.types",
     ),
     # the policy stage reads rule files and judges flow columns; it reuses the flow stage's vectorised
     # network matcher and Community ID (for the sample IDs of an alert) rather than copying them

@@ -8,21 +8,26 @@ key per restriction list the device's vendor is on (value: the clause).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import orjson
 
 from auditor.flows.types import PORTED_PROTOCOLS, TRANSPORT_NAMES, service_text
+from auditor.geo.types import GeoInfo
 from auditor.output._text import iso_time, mac_text
 from auditor.output.ecs import ECS_VERSION
 from auditor.policy.types import Alert
 
+GeoLookup = Callable[[str], GeoInfo]
+
 SEVERITY_NUMBERS = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 
 
-def alert_documents(alerts: Iterable[Alert], observer: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield one ECS document per alert."""
+def alert_documents(
+    alerts: Iterable[Alert], observer: dict[str, Any] | None = None, geo: GeoLookup | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield one ECS document per alert; with `geo`, the destination's country and AS where known."""
     for a in alerts:
         start, end = iso_time(a.first_ns), iso_time(a.last_ns)
         source: dict[str, Any] = {"ip": a.source_ips[0] if a.source_ips else None}
@@ -35,6 +40,14 @@ def alert_documents(alerts: Iterable[Alert], observer: dict[str, Any] | None = N
             destination["port"] = a.services[0][1]
         destination["packets"] = a.destination_packets
         destination["bytes"] = a.destination_bytes
+        if geo is not None:
+            where = geo(a.destination_ip)
+            if where.country:
+                destination["geo"] = {"country_iso_code": where.country}
+            if where.asn is not None:
+                destination["as"] = {"number": where.asn}
+                if where.as_org:
+                    destination["as"]["organization"] = {"name": where.as_org}
         network: dict[str, Any] = {
             "type": "ipv6" if ":" in a.destination_ip else "ipv4",
             "direction": "internal" if a.destination_local else "outbound",
@@ -108,10 +121,10 @@ def _evidence(e: Any) -> dict[str, Any]:
     return out
 
 
-def write_alerts_jsonl(alerts: Iterable[Alert], out: BinaryIO) -> int:
+def write_alerts_jsonl(alerts: Iterable[Alert], out: BinaryIO, geo: GeoLookup | None = None) -> int:
     """Write alerts as JSON lines to `out`; return how many were written."""
     n = 0
-    for doc in alert_documents(alerts):
+    for doc in alert_documents(alerts, geo=geo):
         out.write(orjson.dumps(doc) + b"\n")
         n += 1
     return n
