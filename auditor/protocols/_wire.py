@@ -7,6 +7,8 @@ never holds more than a few KB whatever the payload says.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import struct
 
 _U16, _U32, _U16LE, _U32LE = (struct.Struct(f) for f in (">H", ">I", "<H", "<I"))
@@ -95,3 +97,28 @@ class Reader:
 def text(raw: bytes, cap: int = MAX_TEXT) -> str:
     """Return wire bytes as text (UTF-8, bad bytes replaced), stripped and cut to `cap` characters."""
     return raw[: cap * 4].decode("utf-8", errors="replace").strip()[:cap]
+
+
+_MAC_DIGITS = re.compile(r"\A[0-9A-Fa-f]{12}\Z")
+
+
+def mac_text(value: str | None, separators: str = "-:") -> str | None:
+    """Return a MAC written with any of `separators` (or none) between digits as 'AA-BB-CC-DD-EE-FF',
+    else None."""
+    if value is None:
+        return None
+    digits = value.translate({ord(c): None for c in separators})
+    if not _MAC_DIGITS.match(digits):
+        return None
+    digits = digits.upper()
+    return "-".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def ipv4_text(value: str | None) -> str | None:
+    """Return a dotted IPv4 address, or None when `value` is not one."""
+    if value is None or len(value) > 15:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        return None

@@ -85,8 +85,6 @@ _DEVICE_INFO_KEYS = ("DeviceType", "SerialNo", "Vendor", "Version", "MachineName
 """params.deviceInfo keys kept (fingerprints.md B4)."""
 
 _MAC_TEXT = re.compile(rb"[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}")
-_MAC_DIGITS = re.compile(r"\A[0-9A-Fa-f]{12}\Z")
-
 _REQUEST_LINE = re.compile(rb"\A(DHGET|DHPOST) (/[!-~]{0,1024}) HTTP/1\.[01]\r?(?:\n|\Z)")
 """'DHGET /probe/p2psrv HTTP/1.1' (fingerprints.md B6)."""
 
@@ -237,8 +235,8 @@ def parse_dhip(payload: bytes) -> DhipRecord | None:
         vendor=info.get("Vendor"),
         firmware=info.get("Version"),
         machine_name=info.get("MachineName"),
-        mac=_mac(mac or info.get("mac")),
-        ipv4=_ipv4(info.get("IPAddress")),
+        mac=_wire.mac_text(mac or info.get("mac")),
+        ipv4=_wire.ipv4_text(info.get("IPAddress")),
     )
 
 
@@ -278,7 +276,7 @@ def parse_v1(payload: bytes) -> DahuaV1Record | None:
         message="reply",
         device_type=device_type or lines.get("Device") or None,
         serial=lines.get("SerialNo"),
-        mac=_mac(mac.group(0).decode("ascii")) if mac is not None else None,
+        mac=_wire.mac_text(mac.group(0).decode("ascii")) if mac is not None else None,
         ipv4=None if ip == bytes(4) else str(ipaddress.IPv4Address(ip)),
         firmware=lines.get("Version"),
     )
@@ -359,27 +357,6 @@ def _key_values(section: bytes) -> dict[str, str]:
         if colon and key.strip() and value.strip():
             out.setdefault(_wire.text(key, 64), _wire.text(value.split(b"\x00", 1)[0]))
     return out
-
-
-def _mac(value: str | None) -> str | None:
-    """Return a MAC written with '-', ':' or nothing between bytes as 'AA-BB-CC-DD-EE-FF', else None."""
-    if value is None:
-        return None
-    digits = value.replace("-", "").replace(":", "")
-    if not _MAC_DIGITS.match(digits):
-        return None
-    digits = digits.upper()
-    return "-".join(digits[i : i + 2] for i in range(0, 12, 2))
-
-
-def _ipv4(value: str | None) -> str | None:
-    """Return a dotted IPv4 address, or None when `value` is not one."""
-    if value is None or len(value) > 15:
-        return None
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        return None
 
 
 def _present(*pairs: tuple[str, str | None]) -> Iterator[Fact]:

@@ -94,8 +94,6 @@ _ELEMENT = re.compile(rb"<([A-Za-z][\w.-]{0,%d})(?:\s[^<>/]{0,256})?>([^<]*)" % 
 
 _LINE_END = re.compile(rb"[\r\n\x00]")
 
-_MAC_DIGITS = re.compile(r"\A[0-9A-Fa-f]{12}\Z")
-
 _FLAGS = {"true": "true", "1": "true", "yes": "true", "false": "false", "0": "false", "no": "false", "flase": "false"}
 """Boolean spellings; 'flase' is in UniversalScanner's `Hikvision.selftest` (HCPlatformEnable)."""
 
@@ -204,8 +202,8 @@ def parse(payload: bytes) -> SadpRecord | None:
         device_type=values.get("device_type"),
         model=values.get("model"),
         serial=values.get("serial"),
-        mac=_mac(values.get("mac")),
-        ipv4=_ipv4(values.get("ipv4")),
+        mac=_wire.mac_text(values.get("mac"), "-:."),
+        ipv4=_wire.ipv4_text(values.get("ipv4")),
         firmware=values.get("firmware"),
         dsp_version=values.get("dsp_version"),
         oem_code=values.get("oem_code"),
@@ -239,27 +237,6 @@ def parse_ethernet(payload: bytes) -> SadpRecord | None:
         mac=None if mac == bytes(6) else "-".join(f"{b:02X}" for b in mac),
         ipv4=None if ip == bytes(4) else str(ipaddress.IPv4Address(ip)),
     )
-
-
-def _mac(value: str | None) -> str | None:
-    """Return a MAC written with '-', ':' or nothing between bytes as 'AA-BB-CC-DD-EE-FF', else None."""
-    if value is None:
-        return None
-    digits = value.replace("-", "").replace(":", "").replace(".", "")
-    if not _MAC_DIGITS.match(digits):
-        return None
-    digits = digits.upper()
-    return "-".join(digits[i : i + 2] for i in range(0, 12, 2))
-
-
-def _ipv4(value: str | None) -> str | None:
-    """Return a dotted IPv4 address, or None when `value` is not one."""
-    if value is None or len(value) > 15:
-        return None
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        return None
 
 
 def _port(value: str | None) -> int | None:
