@@ -20,6 +20,7 @@ from auditor.config import Settings
 from auditor.decode import decode
 from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2
 from auditor.devices.evidence import EvidenceTable
+from auditor.devices.oui import mac_text
 from auditor.devices.table import DeviceTable
 from auditor.errors import CaptureError
 from auditor.flows.localnet import LocalNetworks
@@ -178,7 +179,7 @@ def _about_sender(record: object, payload: Payload) -> bool:
     router (giaddr set) carries the client's host name and vendor class, not the router's."""
     chaddr = getattr(record, "chaddr", None)
     if getattr(record, "protocol", "") == "dhcp" and getattr(record, "op", 0) == 1 and chaddr:
-        return bool(chaddr == payload.src_mac.to_bytes(6, "big").hex("-").upper())
+        return bool(chaddr == mac_text(payload.src_mac))
     return True
 
 

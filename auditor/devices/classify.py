@@ -18,6 +18,7 @@ the radio module's OUI, randomised MACs carry none. So protocol evidence overrul
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from auditor.devices.evidence import DeviceFacts
@@ -43,17 +44,26 @@ class _Tally:
 
     @property
     def deciding_score(self) -> float:
-        miss = 1.0
-        for weight in self.decisive.values():
-            miss *= 1.0 - weight
-        return 1.0 - miss
+        return _combined(self.decisive.values())
 
     @property
     def score(self) -> float:
-        miss = 1.0
-        for weight in self.signatures.values():
-            miss *= 1.0 - weight
-        return 1.0 - miss
+        return _combined(self.signatures.values())
+
+
+def _combined(weights: Iterable[float]) -> float:
+    """Return independent clues combined: 1 - prod(1 - weight)."""
+    miss = 1.0
+    for weight in weights:
+        miss *= 1.0 - weight
+    return 1.0 - miss
+
+
+def _lists(maker: Vendor, catalog: VendorCatalog) -> tuple[ListEntry, ...]:
+    """Return the maker's restriction-list memberships as verdicts carry them."""
+    return tuple(
+        ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note) for m in maker.lists
+    )
 
 
 def classify(mac: int, oui: OuiMatch | None, catalog: VendorCatalog | None,
@@ -82,9 +92,7 @@ def _pinned(pin: AnalystPin, found: VendorVerdict | None, catalog: VendorCatalog
         how="analyst-pin",
         detail=detail,
         confidence=1.0,
-        lists=tuple(
-            ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note) for m in maker.lists
-        ) if maker is not None and catalog is not None else (),
+        lists=_lists(maker, catalog) if maker is not None and catalog is not None else (),
         parents=tuple(p.id for p in catalog.parents(maker)) if maker is not None and catalog is not None else (),
         brand=pin.brand or base.brand,
         model=pin.model or base.model,
@@ -125,7 +133,7 @@ def _classify(mac: int, oui: OuiMatch | None, catalog: VendorCatalog | None,
         agreeing = {sid: w for m_id, t in makers.items() if (v := catalog.get(m_id)) and _related(v, maker, catalog)
                     for sid, w in t.signatures.items()}
         if agreeing:
-            confidence = 1.0 - (1.0 - confidence) * (1.0 - _Tally(agreeing).score)
+            confidence = 1.0 - (1.0 - confidence) * (1.0 - _combined(agreeing.values()))
             detail += "; " + ", ".join(sorted(agreeing))
 
     # 2. what it is, from the clues that do not contradict the maker: no model or class of a maker that lost
@@ -187,9 +195,7 @@ def _classify(mac: int, oui: OuiMatch | None, catalog: VendorCatalog | None,
         how=how,
         detail=detail,
         confidence=round(min(confidence, MAX_CONFIDENCE), 3),
-        lists=tuple(
-            ListEntry(m.list, catalog.lists[m.list].name, m.clause, m.since.isoformat(), m.note) for m in maker.lists
-        ),
+        lists=_lists(maker, catalog),
         parents=tuple(p.id for p in catalog.parents(maker)),
         brand=brand[1] if brand else None,
         model=model[1] if model else None,

@@ -53,19 +53,22 @@ class DeviceFacts:
 
     def observations(self) -> list[Observation]:
         """Return the facts as observations, in the order they were first seen."""
-        return [
-            Observation(p, f, v, x.first_ns, x.last_ns, x.count, tuple(m.signature.id for m in x.matches))
-            for (p, f, v), x in self.facts.items()
-        ]
+        return [_observation(key, x) for key, x in self.facts.items()]
 
     def matches(self) -> list[tuple[Observation, Match]]:
         """Return each (observation, signature match) pair."""
         out: list[tuple[Observation, Match]] = []
-        for (p, f, v), x in self.facts.items():
+        for key, x in self.facts.items():
             if x.matches:
-                obs = Observation(p, f, v, x.first_ns, x.last_ns, x.count, tuple(m.signature.id for m in x.matches))
+                obs = _observation(key, x)
                 out.extend((obs, m) for m in x.matches)
         return out
+
+
+def _observation(key: tuple[str, str, str], fact: _Fact) -> Observation:
+    protocol, field_, value = key
+    return Observation(protocol, field_, value, fact.first_ns, fact.last_ns, fact.count,
+                       tuple(m.signature.id for m in fact.matches))
 
 
 class EvidenceTable:

@@ -47,7 +47,7 @@ from auditor.flows.types import (
     service_text,
 )
 from auditor.policy.load import LoadedPolicy, RuleSet
-from auditor.policy.schema import Destination, DeviceSelector
+from auditor.policy.schema import Destination, DeviceSelector, mac_value
 from auditor.policy.sums import KEY, NO_VLAN, AlertSums, Extras, Findings
 from auditor.policy.types import SEVERITIES, Alert, Evidence
 
@@ -367,7 +367,7 @@ class _Selector:
         self.vendors = frozenset(s.vendors) if s.vendors else None
         self.classes = frozenset(s.classes) if s.classes else None
         self.lists = frozenset(s.lists) if s.lists else None
-        self.macs = frozenset(int(m.replace(":", "").replace("-", ""), 16) for m in s.macs) if s.macs else None
+        self.macs = frozenset(mac_value(m) for m in s.macs) if s.macs else None
         self.ips = LocalNetworks(s.ips) if s.ips else None
 
     def device_matches(self, mac: int, v: VendorVerdict | None) -> bool:
