@@ -372,10 +372,9 @@ def _rule_set(paths: list[Path] | None, catalog: VendorCatalog | None) -> RuleSe
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        with _replacing(path, "w") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 

@@ -198,6 +198,7 @@ class PolicyJudge:
                 known = self._flags[mac] = (verdict, flags)
             rows.append(known[1])
         return np.array(rows, dtype=bool).reshape(len(macs), self._selector_count)
+
     def _add(
         self,
         flows: FlowRecords,
