@@ -151,7 +151,6 @@ def fingerprint_payloads(
     """
     registry = PayloadRegistry(senders=local.contains if local is not None else None)
     refused = rejected if rejected is not None else Counter()
-    relayed = refused  # counted with the refusals, under the same name
 
     def feeding(name: str, parse: Parser) -> Callable[[Payload], None]:
         def handle(payload: Payload) -> None:
@@ -160,7 +159,7 @@ def fingerprint_payloads(
                 refused[name] += 1
                 return
             if not _about_sender(record, payload):
-                relayed[name] += 1
+                refused[name] += 1  # parsed, but it speaks for another machine: counted with the refusals
                 return
             evidence.observe(payload.src_mac, payload.ts_ns, record.protocol, record.facts())
         return handle
