@@ -33,6 +33,7 @@ from auditor.errors import AuditorError, ConfigError, OutputError
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import FlowRecords, service_text
+from auditor.names.stage import NameStage
 from auditor.output.alerts import write_alerts_jsonl
 from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices
@@ -40,7 +41,7 @@ from auditor.output.ecs import flow_json_lines
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.paths import rule_path, state_dir
 from auditor.pipeline import RunStats, analyze_files, fingerprint_payloads
-from auditor.policy.evaluate import PolicyJudge
+from auditor.policy.evaluate import PolicyJudge, geo_needs
 from auditor.policy.load import RuleSet, Vocabulary, load_rules
 from auditor.policy.types import SEVERITIES, Alert
 from auditor.runtime import bound_heap_growth
@@ -169,10 +170,15 @@ class _AlertTally:
 
     def __init__(self) -> None:
         self.by_severity: Counter[str] = Counter()
+        self.waived = 0
         self._top: list[tuple[int, int, int, Alert]] = []  # a min-heap of (rank, bytes, -seq, alert)
 
     def count(self, alerts: Iterable[Alert]) -> Iterator[Alert]:
         for seq, alert in enumerate(alerts):
+            if alert.status == "waived":  # written, but neither counted as open nor shown on the console
+                self.waived += 1
+                yield alert
+                continue
             self.by_severity[alert.severity] += 1
             item = (alert.severity_rank, alert.source_bytes + alert.destination_bytes, -seq, alert)
             if len(self._top) < TOP_ALERTS:
@@ -245,14 +251,17 @@ def _analyze(
     ruleset = _rule_set(rule_paths, catalog)
     signature_set = _signatures(signatures_path, catalog)
     geo = _geo(settings)  # a missing or wrong database stops the run here, before any packet
+    _geo_for_rules(ruleset, settings)
     registry = OuiRegistry.default(state_dir())
     local = LocalNetworks(settings.local_networks)
     devices = DeviceTable(local.contains)
     evidence = EvidenceTable(signature_set)
     rejected: Counter[str] = Counter()
-    payloads = fingerprint_payloads(evidence, rejected, local)
+    names = NameStage()
+    payloads = fingerprint_payloads(evidence, rejected, local, names)
     verdicts = DeviceVerdicts(registry, catalog, evidence, ruleset.pins)
-    judge = PolicyJudge(ruleset, verdicts)
+    judge = PolicyJudge(ruleset, verdicts, geo=geo, mud_url_of=verdicts.mud_url)
+    geo_lookup = geo.lookup if geo is not None else None
     try:
         out.mkdir(parents=True, exist_ok=True)
         flows_file = open(out / "flows.jsonl", "wb")  # noqa: SIM115 - closed below, after the run
@@ -262,7 +271,7 @@ def _analyze(
         writer = JsonLinesWriter(flows_file)
 
         def write_flows(records: FlowRecords) -> None:
-            writer.write_lines(flow_json_lines(with_community_ids(records)))
+            writer.write_lines(flow_json_lines(with_community_ids(records), geo=geo_lookup))
 
         # Formatting JSON runs in a forked child, beside the packet engine. Nothing here starts a
         # thread (the progress bar is refreshed by hand), so forking stays safe.
@@ -274,11 +283,10 @@ def _analyze(
                 columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
                 with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
                     reporter = _ProgressReporter(progress)
-                    stats = analyze_files(
-                        captures, settings, sink, payloads, reporter=reporter, devices=devices, policy=judge
-                    )
+                    stats = analyze_files(captures, settings, sink, payloads, reporter=reporter, devices=devices,
+                                          policy=judge, names=names)
             else:
-                stats = analyze_files(captures, settings, sink, payloads, devices=devices, policy=judge)
+                stats = analyze_files(captures, settings, sink, payloads, devices=devices, policy=judge, names=names)
         finally:
             sink.close()
     records = _DeviceTally()
@@ -287,7 +295,7 @@ def _analyze(
         with _replacing(out / "devices.json", "wb") as fj, _replacing(out / "devices.csv", "w") as fc:
             write_devices(records.count(iter_device_records(devices, verdicts)), fj, fc)  # one device at a time
         with _replacing(out / "alerts.jsonl", "wb") as fa:
-            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo.lookup if geo else None)  # streamed
+            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo_lookup)  # streamed
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the outputs: {exc.strerror or exc}") from exc
     if judge.dropped_findings:
@@ -297,6 +305,7 @@ def _analyze(
         )
     if geo is not None:
         stats.run_warnings.extend(geo.warnings())
+    stats.run_warnings.extend(ruleset.warnings)
     if evidence.dropped_devices:
         stats.run_warnings.append(
             f"{evidence.dropped_devices:,} payloads of devices beyond the evidence limit "
@@ -317,12 +326,16 @@ def _analyze(
         for d in (geo.databases() if geo else [])
     ]
     summary["rules"] = [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in ruleset.sources]
+    summary["names"] = names.summary()
     summary["flows_judged"] = judge.flows_judged
     summary["findings"] = judge.findings
+    summary["findings_waived"] = judge.waived_findings
+    summary["findings_after_waiver_expired"] = judge.expired_waiver_findings
     summary["findings_not_summed"] = judge.dropped_findings
     summary["worst_finding"] = SEVERITIES[judge.worst_rank] if judge.worst_rank >= 0 else None
     summary["alerts"] = sum(alerts.by_severity.values())
     summary["alerts_by_severity"] = {sev: alerts.by_severity[sev] for sev in SEVERITIES}
+    summary["alerts_waived"] = alerts.waived
     _write_json(out / "summary.json", summary)
     return _Run(stats, records, alerts, summary, judge.worst_rank)
 
@@ -369,6 +382,18 @@ def _rule_set(paths: list[Path] | None, catalog: VendorCatalog | None) -> RuleSe
         lists=frozenset(catalog.lists) if catalog else None,
     )
     return load_rules(paths, vocabulary)
+
+
+def _geo_for_rules(ruleset: RuleSet, settings: Settings) -> None:
+    """Rules that match countries or AS numbers need those databases: without them every such entry
+    would silently match nothing (an allow would alert on everything, a deny would never fire)."""
+    given = {"country": settings.geoip_country, "asn": settings.geoip_asn}
+    flags = {"country": "--geoip-country (or geoip_country in auditor.toml)",
+             "asn": "--geoip-asn (or geoip_asn in auditor.toml)"}
+    for db, where in geo_needs(ruleset).items():
+        if not given[db]:
+            kind = "countries" if db == "country" else "AS numbers"
+            raise ConfigError(f"{where} matches {kind}: give a GeoIP {db} database with {flags[db]}")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

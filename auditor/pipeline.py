@@ -27,6 +27,7 @@ from auditor.flows.localnet import LocalNetworks
 from auditor.flows.payloads import PayloadRegistry
 from auditor.flows.table import FlowOptions, FlowTable
 from auditor.flows.types import END_REASONS, FlowRecords, Payload
+from auditor.names.stage import NameStage
 from auditor.policy.evaluate import PolicyJudge
 from auditor.protocols import (
     ETHERTYPE_PARSERS,
@@ -137,7 +138,8 @@ class RunStats:
 
 
 def fingerprint_payloads(
-    evidence: EvidenceTable, rejected: Counter[str] | None = None, local: LocalNetworks | None = None
+    evidence: EvidenceTable, rejected: Counter[str] | None = None, local: LocalNetworks | None = None,
+    names: NameStage | None = None,
 ) -> PayloadRegistry:
     """Return the payload hand-off that feeds the protocol parsers (protocols/) into `evidence`.
 
@@ -148,6 +150,9 @@ def fingerprint_payloads(
 
     With `local`, only payloads sent from local addresses count: a remote web server's banner or
     certificate arrives with the router's MAC and says nothing about the router.
+
+    With `names`, the parsed records also go to the names stage (SNI, HTTP Host, DHCP host names),
+    which adds its own wants (DNS and mDNS answers, QUIC Initials).
     """
     registry = PayloadRegistry(senders=local.contains if local is not None else None)
     refused = rejected if rejected is not None else Counter()
@@ -158,6 +163,8 @@ def fingerprint_payloads(
             if record is None:
                 refused[name] += 1
                 return
+            if names is not None:
+                names.record(payload, record)
             if not _about_sender(record, payload):
                 refused[name] += 1  # parsed, but it speaks for another machine: counted with the refusals
                 return
@@ -170,6 +177,8 @@ def fingerprint_payloads(
         registry.by_ethertype(name, ethertype, feeding(name, parse))
     registry.by_flow_head("tcp-head", FLOW_HEAD_PACKETS, feeding("tcp-head", parse_flow_head),
                           first_bytes=FLOW_HEAD_FIRST_BYTES)
+    if names is not None:
+        names.register(registry)
     return registry
 
 
@@ -204,6 +213,7 @@ def analyze_files(
     prefetch: bool = True,
     devices: DeviceTable | None = None,
     policy: PolicyJudge | None = None,
+    names: NameStage | None = None,
 ) -> RunStats:
     """Read the capture files in order through one flow table; hand finished flows to `sink`.
 
@@ -211,7 +221,8 @@ def analyze_files(
     one flow. A file that cannot be read is recorded in the stats and the next one still runs.
     With `prefetch`, each file is read by a forked child process (capture.prefetch). With
     `devices`, finished flows and non-IP frames also update that device table; with `policy`,
-    finished flows are judged against the rule files as they end.
+    finished flows are judged against the rule files as they end; with `names`, each finished flow
+    is named first (names/), so the policy and the sink see its destination's name.
     """
     reporter = reporter or SilentReporter()
     stats = RunStats()
@@ -221,6 +232,8 @@ def analyze_files(
 
     def emit(records: FlowRecords | None) -> None:
         if records is not None and len(records):
+            if names is not None:
+                records = names.annotate(records)
             stats.flows += len(records)
             stats.flows_by_end.update(
                 {END_REASONS[i]: int(c) for i, c in enumerate(np.bincount(records.end_reason)) if c}

@@ -20,8 +20,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "auditor.flows": ("auditor.errors", "auditor.decode.types"),
     "auditor.output": (
         "auditor.errors", "auditor.runtime", "auditor.flows.types", "auditor.devices.types", "auditor.policy.types",
-        "auditor.geo.types",
+        "auditor.geo.types", "auditor.names.types",
     ),
+    # the names stage reads parsed payloads (protocols/) handed over by the flow stage
+    "auditor.names": ("auditor.errors", "auditor.protocols", "auditor.flows.types", "auditor.flows.payloads"),
     # the policy stage reads rule files and judges flow columns; it reuses the flow stage's vectorised
     # network matcher and Community ID (for the sample IDs of an alert) rather than copying them
     "auditor.policy": (

@@ -47,6 +47,9 @@ class DeviceFacts:
     """Facts kept that matched a signature (at most MAX_FACTS_PER_DEVICE)."""
     unmatched_names: int = 0
     """NAME_FIELDS facts kept that matched no signature."""
+    mud_url: str | None = None
+    """The MUD URL (RFC 8520) the device announced last (DHCP option 161, DHCPv6 option 112): kept
+    apart from the capped facts, since policies select devices by it."""
     dropped: int = 0
     """Facts not kept: the device already had MAX_FACTS_PER_DEVICE matched ones, MAX_UNMATCHED_FACTS
     unmatched ones, or MAX_UNMATCHED_NAMES unmatched names."""
@@ -99,6 +102,8 @@ class EvidenceTable:
                 return
             device = self.devices[mac] = DeviceFacts()
         for field_, value in facts:
+            if field_ == "mud_url" and protocol in ("dhcp", "dhcp6"):
+                device.mud_url = value
             key = (protocol, field_, value)
             fact = device.facts.get(key)
             if fact is not None:

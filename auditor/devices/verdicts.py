@@ -48,6 +48,11 @@ class DeviceVerdicts:
         """Return what `mac` stated on the wire, or None."""
         return self.evidence.get(mac) if self.evidence is not None else None
 
+    def mud_url(self, mac: int) -> str | None:
+        """Return the MUD URL `mac` announced, or None."""
+        facts = self.facts(mac)
+        return facts.mud_url if facts is not None else None
+
     def __call__(self, mac: int) -> VendorVerdict | None:
         """Return the verdict of `mac` (None when neither its OUI nor its packets name anything)."""
         facts = self.facts(mac)

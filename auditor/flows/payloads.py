@@ -34,8 +34,12 @@ class _Want:
     port: int | None = None
     head_packets: int | None = None
     to_port_only: bool = False
+    from_port_only: bool = False
     first_bytes: NDArray[np.bool_] | None = None
     """256 flags: deliver only payloads whose first byte is set (None: any)."""
+    any_sender: bool = False
+    """Ignore the registry's sender filter (e.g. DNS answers come from remote resolvers)."""
+    initiator_only: bool = False
 
 
 class PayloadRegistry:
@@ -55,23 +59,30 @@ class PayloadRegistry:
         """Deliver every non-IP frame of this ethertype (payload = bytes after the link header)."""
         self._wants.append(_Want(name, handler, ethertype=ethertype))
 
-    def by_port(self, name: str, proto: int, port: int, handler: Handler, to_port_only: bool = False) -> None:
+    def by_port(self, name: str, proto: int, port: int, handler: Handler, to_port_only: bool = False,
+                from_port_only: bool = False, any_sender: bool = False) -> None:
         """Deliver every payload-carrying packet of `proto` with `port` as source or destination (with
-        `to_port_only`, as destination: requests to a service, not its answers)."""
-        self._wants.append(_Want(name, handler, proto=proto, port=port, to_port_only=to_port_only))
+        `to_port_only`, as destination: requests to a service, not its answers; with `from_port_only`,
+        as source: the service's answers). With `any_sender`, the registry's sender filter is ignored."""
+        if to_port_only and from_port_only:
+            raise ValueError("to_port_only and from_port_only exclude each other")
+        self._wants.append(_Want(name, handler, proto=proto, port=port, to_port_only=to_port_only,
+                                 from_port_only=from_port_only, any_sender=any_sender))
 
     def by_flow_head(self, name: str, packets: int, handler: Handler, proto: int = IPPROTO_TCP,
-                     first_bytes: Iterable[int] | None = None) -> None:
+                     first_bytes: Iterable[int] | None = None, initiator_only: bool = False,
+                     any_sender: bool = False) -> None:
         """Deliver the first `packets` payload-carrying packets of every flow of `proto`; with
         `first_bytes`, only those whose payload starts with one of them (checked with numpy, so the
-        others never become Python objects)."""
+        others never become Python objects); with `initiator_only`, only the initiator's packets."""
         if packets < 1:
             raise ValueError("packets must be at least 1")
         table = None
         if first_bytes is not None:
             table = np.zeros(256, dtype=bool)
             table[list(first_bytes)] = True
-        self._wants.append(_Want(name, handler, proto=proto, head_packets=packets, first_bytes=table))
+        self._wants.append(_Want(name, handler, proto=proto, head_packets=packets, first_bytes=table,
+                                 initiator_only=initiator_only, any_sender=any_sender))
 
     def __len__(self) -> int:
         return len(self._wants)
@@ -101,13 +112,19 @@ class PayloadRegistry:
         # later fragments carry the middle of a datagram, not a protocol message: never handed off
         mask = (h.ip_proto[r] == want.proto) & (h.payload_len[r] > 0) & (h.frag_offset[r] == 0)
         if want.port is not None:
-            to_port = h.dport[r] == want.port
-            mask &= to_port if want.to_port_only else to_port | (h.sport[r] == want.port)
+            if want.to_port_only:
+                mask &= h.dport[r] == want.port
+            elif want.from_port_only:
+                mask &= h.sport[r] == want.port
+            else:
+                mask &= (h.dport[r] == want.port) | (h.sport[r] == want.port)
         if want.head_packets is not None:
             if flows.payload_index is None:
                 raise ValueError("flow-head hand-off needs FlowTable.process(payload_index=True)")
             mask &= (flows.payload_index >= 0) & (flows.payload_index < want.head_packets)
-        if self._senders is not None and mask.any():
+        if want.initiator_only:
+            mask &= flows.from_initiator
+        if self._senders is not None and not want.any_sender and mask.any():
             at = np.flatnonzero(mask)
             mask[at[~self._senders(h.ip_version[r[at]], h.src_hi[r[at]], h.src_lo[r[at]])]] = False
         if want.first_bytes is not None:

@@ -539,8 +539,10 @@ def _concat_records(parts: list[FlowRecords | None]) -> FlowRecords | None:
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(FlowRecords):
         values = [getattr(p, f.name) for p in got]
-        if f.name == "community_id":
+        if f.name in ("community_id", "domain", "name_mismatch"):
             fields[f.name] = None if any(v is None for v in values) else [x for v in values for x in v]
+        elif f.name == "name_source" and any(v is None for v in values):
+            fields[f.name] = None
         else:
             fields[f.name] = np.concatenate(values)
     return FlowRecords(**fields)

@@ -83,9 +83,27 @@ class FlowRecords:
     community_id: list[str] | None = None
     """Community ID v1 of each flow (seed 0); None until flows.community_id.with_community_ids
     fills it (a writer does that in its own process, off the packet path)."""
+    domain: list[str | None] | None = None
+    """The responder's name per flow (names/: SNI, QUIC, HTTP Host, the client's DNS answer, a local
+    host's DHCP or mDNS name); None until the names stage fills it."""
+    name_source: NDArray[np.uint8] | None = None
+    """Where each domain came from: an index into names.types.NAME_SOURCES (0: never named)."""
+    name_mismatch: list[str | None] | None = None
+    """Per flow, the client's DNS name for the address when the TLS/QUIC name differs from it."""
 
     def __len__(self) -> int:
         return int(self.flow_id.shape[0])
+
+
+TCP_SYN = 0x02
+
+
+def midstream_inbound(flows: FlowRecords) -> NDArray[np.bool_]:
+    """Per flow: a TCP connection whose SYN the capture missed and which looks inbound. The table took
+    its first sender as the initiator, often the remote server of a device's long-lived connection,
+    so the policy and the names stage treat its responder as the client."""
+    flags = flows.src_tcp_flags | flows.dst_tcp_flags
+    return (flows.direction == DIRECTION_INBOUND) & (flows.ip_proto == 6) & ((flags & TCP_SYN) == 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import repeat
 from typing import Any
 
 import orjson
 
-from auditor.flows.types import DIRECTION_NAMES, END_REASONS, PORTED_PROTOCOLS, TRANSPORT_NAMES, FlowRecords
+from auditor.flows.types import (
+    DIRECTION_INBOUND,
+    DIRECTION_NAMES,
+    DIRECTION_OUTBOUND,
+    END_REASONS,
+    PORTED_PROTOCOLS,
+    TRANSPORT_NAMES,
+    FlowRecords,
+    midstream_inbound,
+)
+from auditor.geo.types import GeoInfo
+from auditor.names.types import NAME_SOURCES
 from auditor.output._text import ip_texts, iso_times, mac_texts
+
+GeoLookup = Callable[[str], GeoInfo]
 
 ECS_VERSION = "8.17.0"
 NO_VLAN = 0xFFFF
@@ -54,12 +68,47 @@ def _columns(flows: FlowRecords) -> Iterator[tuple[Any, ...]]:
         flows.end_reason.tolist(),
         flows.direction.tolist(),
         flows.community_id or [],
+        flows.domain if flows.domain is not None else repeat(None, len(flows)),
+        flows.name_source.tolist() if flows.name_source is not None else repeat(None, len(flows)),
+        flows.name_mismatch if flows.name_mismatch is not None else repeat(None, len(flows)),
+        midstream_inbound(flows).tolist(),
         strict=True,
     )
 
 
-def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield one ECS document per flow, oriented from initiator (source) to responder (destination)."""
+def _remote_geo(geo: GeoLookup | None, direction: int, sip: str, dip: str) -> tuple[str, GeoInfo | None]:
+    """Return which side is remote ('source' or 'destination', '' for none) and its GeoIP answer."""
+    if geo is None:
+        return "", None
+    if direction == DIRECTION_OUTBOUND or direction == 0:  # 0: external, both remote: the destination
+        return "destination", geo(dip)
+    if direction == DIRECTION_INBOUND:
+        return "source", geo(sip)
+    return "", None
+
+
+def _geo_fields(info: GeoInfo | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if info is None:
+        return out
+    if info.country:
+        out["geo"] = {"country_iso_code": info.country}
+    if info.asn is not None:
+        out["as"] = {"number": info.asn}
+        if info.as_org:
+            out["as"]["organization"] = {"name": info.as_org}
+    return out
+
+
+def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None,
+                   geo: GeoLookup | None = None) -> Iterator[dict[str, Any]]:
+    """Yield one ECS document per flow, oriented from initiator (source) to responder (destination).
+
+    With names (names/), the responder's name is destination.domain and auditor.name_source says
+    where it came from; a TCP connection whose SYN was missed and looks inbound is named from its
+    local side, so its name is the source's (source.domain). With `geo`, the remote side carries
+    geo.country_iso_code and as.number / as.organization.name.
+    """
     if not len(flows):
         return
     if flows.community_id is None:
@@ -69,7 +118,8 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None) -
     columns = _columns(flows)
     ecs = {"version": ECS_VERSION}
     for (start, end, duration, sip, dip, smac, dmac, version, proto, sport, dport, vlan, inner,
-         sp, dp, sb, db, sflags, dflags, flow_id, end_reason, direction, cid) in columns:
+         sp, dp, sb, db, sflags, dflags, flow_id, end_reason, direction, cid, name, name_source, mismatch,
+         swapped) in columns:
         source: dict[str, Any] = {"ip": sip}
         destination: dict[str, Any] = {"ip": dip}
         if proto in PORTED:
@@ -83,6 +133,11 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None) -
         source["bytes"] = sb
         destination["packets"] = dp
         destination["bytes"] = db
+        if name:
+            (source if swapped else destination)["domain"] = name
+        side, info = _remote_geo(geo, direction, sip, dip)
+        if side:
+            (source if side == "source" else destination).update(_geo_fields(info))
         network: dict[str, Any] = {
             "type": "ipv4" if version == 4 else "ipv6",
             "iana_number": str(proto),
@@ -101,6 +156,10 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None) -
         auditor: dict[str, Any] = {"flow_id": flow_id, "end_reason": _END[end_reason]}
         if proto == 6:
             auditor["tcp_flags"] = {"source": _FLAG_TEXT[sflags], "destination": _FLAG_TEXT[dflags]}
+        if name_source is not None:
+            auditor["name_source"] = NAME_SOURCES[name_source]
+        if mismatch:
+            auditor["dns_name"] = mismatch
         doc: dict[str, Any] = {
             "@timestamp": start,
             "ecs": ecs,
@@ -126,13 +185,13 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None) -
 __all__ = ["ECS_VERSION", "flow_documents", "flow_json_lines", "tcp_flag_text"]
 
 
-def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None) -> list[bytes]:
+def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None,
+                    geo: GeoLookup | None = None) -> list[bytes]:
     """Return the documents of flow_documents as JSON lines, byte for byte, without building dicts.
 
     Every string in a flow record is one we formatted (addresses, MACs, times, Community IDs,
-    fixed names), none taken from the wire, so no JSON escaping can be needed; a test checks
-    that the output equals orjson.dumps of flow_documents. Records with wire strings (names,
-    banners) must go through flow_documents and orjson instead.
+    fixed names), except the names from the wire and the AS organisations, which go through
+    orjson; a test checks that the output equals orjson.dumps of flow_documents.
     """
     if not len(flows):
         return []
@@ -147,8 +206,30 @@ def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None) 
     lines: list[bytes] = []
     append = lines.append
     for (start, end, duration, sip, dip, smac, dmac, version, proto, sport, dport, vlan, inner,
-         sp, dp, sb, db, sflags, dflags, flow_id, end_reason, direction, cid) in _columns(flows):
+         sp, dp, sb, db, sflags, dflags, flow_id, end_reason, direction, cid, name, name_source, mismatch,
+         swapped) in _columns(flows):
         ported = proto in PORTED
+        side, info = _remote_geo(geo, direction, sip, dip)
+        src_extra = dst_extra = ""
+        if name:
+            named = ',"domain":' + orjson.dumps(name).decode()
+            if swapped:
+                src_extra = named
+            else:
+                dst_extra = named
+        if side:
+            fields = _geo_fields(info)
+            if fields:
+                placed = "," + orjson.dumps(fields).decode()[1:-1]
+                if side == "source":
+                    src_extra += placed
+                else:
+                    dst_extra += placed
+        names = ""
+        if name_source is not None:
+            names = f',"name_source":"{NAME_SOURCES[name_source]}"'
+            if mismatch:
+                names += ',"dns_name":' + orjson.dumps(mismatch).decode()
         transport = TRANSPORT_NAMES.get(proto)
         if vlan != NO_VLAN:
             vlans = f',"vlan":{{"id":"{vlan}"}}'
@@ -162,10 +243,11 @@ def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None) 
                 f'"source":{{"ip":"{sip}"'
                 + (f',"port":{sport}' if ported else "")
                 + (f',"mac":"{smac}"' if smac else "")
-                + f',"packets":{sp},"bytes":{sb}}},"destination":{{"ip":"{dip}"'
+                + f',"packets":{sp},"bytes":{sb}{src_extra}}},"destination":{{"ip":"{dip}"'
                 + (f',"port":{dport}' if ported else "")
                 + (f',"mac":"{dmac}"' if dmac else "")
-                + f',"packets":{dp},"bytes":{db}}},"network":{{"type":"{"ipv4" if version == 4 else "ipv6"}",'
+                + f',"packets":{dp},"bytes":{db}{dst_extra}}},'
+                f'"network":{{"type":"{"ipv4" if version == 4 else "ipv6"}",'
                 f'"iana_number":"{proto}","community_id":"{cid}","direction":"{_DIRECTION[direction]}",'
                 f'"packets":{sp + dp},"bytes":{sb + db}'
                 + (f',"transport":"{transport}"' if transport else "")
@@ -176,6 +258,7 @@ def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None) 
                     if proto == 6
                     else ""
                 )
+                + names
                 + "}"
                 + tail
                 + "}"

@@ -1,14 +1,17 @@
-"""The rule-file schema (policy v1): what people write in rules/policies/*.yaml.
+"""The rule-file schema (policy language version 1): what people write in rules/policies/*.yaml.
 
-A rule file names device groups and, for each, the destinations they are approved to reach; a
-flow that a grouped device starts toward anything else is a finding with the policy's severity.
-Strict (unknown fields are errors) so that a typo never silently widens a policy. Later versions
-add destination matchers (domains, countries, ASNs, named sets) and deny entries as new optional
-fields, so every v1 file stays valid.
+A rule file names device groups and, for each, the destinations they are approved to reach
+(allow) and those that are findings whatever else is allowed (deny); a flow that a grouped device
+starts toward anything no entry decides is a finding with the policy's severity. Destinations are
+matched by address (local, CIDR), name (domains), country, ASN, protocol and port, directly or
+through named sets. Waivers accept known findings until a date. Strict (unknown fields are
+errors) so that a typo never silently widens a policy. Every field added since the first files
+is optional, so those files stay valid.
 """
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from typing import Annotated, Any, Literal
@@ -80,10 +83,59 @@ def _port_range(value: Any) -> tuple[int, int]:
     return low, high
 
 
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_ASN = re.compile(r"^(?:AS)?(\d{1,10})$", re.IGNORECASE)
+
+
+def _domain(value: Any) -> str:
+    """Return a domain pattern in its canonical form: 'example.com' (that name only), '*.example.com'
+    (its subdomains only) or '.example.com' (the name and its subdomains); lower case, no final dot,
+    international names as IDNA ('xn--') labels."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a domain (e.g. 'example.com', '*.example.com', '.example.com')")
+    text = value.strip().lower().rstrip(".")
+    prefix = ""
+    if text.startswith("*."):
+        prefix, text = "*.", text[2:]
+    elif text.startswith("."):
+        prefix, text = ".", text[1:]
+    try:
+        ascii_text = text.encode("idna").decode("ascii") if not text.isascii() else text
+    except UnicodeError:
+        raise ValueError(f"{value!r} is not a domain name") from None
+    labels = ascii_text.split(".")
+    if not ascii_text or len(ascii_text) > 253 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        hint = " (a wildcard is allowed only as the whole first label: '*.example.com')" if "*" in text else ""
+        raise ValueError(f"{value!r} is not a domain name{hint}")
+    return prefix + ascii_text
+
+
+def _country(value: Any) -> str:
+    if isinstance(value, str) and _COUNTRY.match(value.strip().upper()):
+        return value.strip().upper()
+    raise ValueError(f"{value!r} is not a country (an ISO 3166-1 alpha-2 code such as CN, as GeoIP databases give)")
+
+
+def _asn(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and (m := _ASN.match(value.strip())):
+        number = int(m.group(1))
+    else:
+        raise ValueError(f"{value!r} is not an AS number (e.g. 37963 or 'AS37963')")
+    if not 0 < number < 2**32:
+        raise ValueError(f"{value!r} is not an AS number (1 to 4294967295)")
+    return number
+
+
 Network = Annotated[str, BeforeValidator(_network)]
 Mac = Annotated[str, BeforeValidator(_mac)]
 Protocol = Annotated[int, BeforeValidator(_protocol)]
 PortRange = Annotated[tuple[int, int], BeforeValidator(_port_range)]
+Domain = Annotated[str, BeforeValidator(_domain)]
+Country = Annotated[str, BeforeValidator(_country)]
+Asn = Annotated[int, BeforeValidator(_asn)]
 
 
 Id = Annotated[str, Field(pattern=_ID)]
@@ -93,6 +145,11 @@ Macs = Annotated[tuple[Mac, ...], BeforeValidator(_as_tuple), Field(min_length=1
 Networks = Annotated[tuple[Network, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
 Protocols = Annotated[tuple[Protocol, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
 PortRanges = Annotated[tuple[PortRange, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+Domains = Annotated[tuple[Domain, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+Countries = Annotated[tuple[Country, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+Asns = Annotated[tuple[Asn, ...], BeforeValidator(_as_tuple), Field(min_length=1)]
+Urls = Annotated[tuple[Annotated[str, Field(min_length=1, max_length=2048)], ...], BeforeValidator(_as_tuple),
+                 Field(min_length=1)]
 
 
 class _Strict(BaseModel):
@@ -113,31 +170,50 @@ class DeviceSelector(_Strict):
     macs: Macs | None = None
     ips: Networks | None = None
     """The device's (source) address is in one of these networks."""
+    mud_urls: Urls | None = None
+    """Devices that announce one of these MUD URLs (RFC 8520: DHCP option 161, DHCPv6 option 112)."""
     all: Literal[True] | None = None
     """Every device (a catch-all group)."""
 
     @model_validator(mode="after")
     def _not_empty(self) -> DeviceSelector:
         if all(getattr(self, name) is None for name in type(self).model_fields):
-            raise ValueError("a device selector needs at least one of vendors, classes, lists, macs, ips, all")
+            fields = ", ".join(type(self).model_fields)
+            raise ValueError(f"a device selector needs at least one of {fields}")
         return self
 
 
+MATCHERS = ("local", "networks", "domains", "countries", "asns", "protocols", "ports", "set")
+"""The fields of a destination entry that match flows (the others describe it)."""
+
+
 class Destination(_Strict):
-    """One approved destination; a flow matches when every field given here matches it."""
+    """One destination entry (allow, deny, a named set, a waiver); a flow matches when every field
+    given here matches it."""
 
     local: Literal[True] | None = None
     """Any address of the site's local networks (auditor.toml local_networks, --local-net)."""
     networks: Networks | None = None
+    domains: Domains | None = None
+    """The flow's destination name (TLS SNI, QUIC SNI, HTTP Host or the client's own DNS answer):
+    'example.com' that name only; '*.example.com' its subdomains only; '.example.com' both."""
+    countries: Countries | None = None
+    """Destination country (ISO code) by the GeoIP country database (--geoip-country)."""
+    asns: Asns | None = None
+    """Destination autonomous system by the GeoIP ASN database (--geoip-asn)."""
     protocols: Protocols | None = None
     ports: PortRanges | None = None
     """Destination (responder) ports: numbers or 'low-high' ranges; only TCP, UDP and SCTP have ports."""
+    set: str | None = Field(default=None, pattern=_ID)
+    """A named destination set (`sets:` of any loaded rule file): one of its entries must match."""
+    severity: Severity | None = None
+    """Deny entries only: the severity of flows this entry denies (default: the policy's, else high)."""
     comment: str | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> Destination:
-        if self.local is None and self.networks is None and self.protocols is None and self.ports is None:
-            raise ValueError("an allow entry needs at least one of local, networks, protocols, ports")
+        if all(getattr(self, name) is None for name in MATCHERS):
+            raise ValueError(f"a destination entry needs at least one of {', '.join(MATCHERS)}")
         if self.ports is not None and self.protocols is not None:
             portless = [p for p in self.protocols if p not in PORTED_PROTOCOLS]
             if portless:
@@ -146,14 +222,49 @@ class Destination(_Strict):
 
 
 class Policy(_Strict):
-    """A device group, its approved destinations, and the severity of anything else."""
+    """A device group, its approved (allow) and refused (deny) destinations, and the severity of
+    anything else. Without a severity the policy is a guard: flows none of its entries decides go on
+    to the next policy that selects the device."""
 
     id: str = Field(pattern=_ID)
     name: str = Field(min_length=1)
     description: str | None = None
     devices: tuple[DeviceSelector, ...] = Field(min_length=1)
+    deny: tuple[Destination, ...] = ()
     allow: tuple[Destination, ...] = ()
-    severity: Severity
+    severity: Severity | None = None
+
+    @model_validator(mode="after")
+    def _decides_something(self) -> Policy:
+        for i, entry in enumerate(self.allow):
+            if entry.severity is not None:
+                raise LocatedError(("allow", i, "severity"), "severity belongs to deny entries (an allowed flow "
+                                   "is no finding); the policy's own severity is for what no entry allows")
+        if self.severity is None and not self.allow and not self.deny:
+            raise ValueError("a policy needs a severity, or allow or deny entries (a guard policy)")
+        return self
+
+
+class Waiver(_Strict):
+    """Findings a person has accepted until a date: flows of these devices to these destinations are
+    reported as waived, not as alerts. After `expires` the waiver no longer applies, and says so."""
+
+    id: str = Field(pattern=_ID)
+    devices: tuple[DeviceSelector, ...] = Field(min_length=1)
+    destinations: tuple[Destination, ...] = Field(min_length=1)
+    policies: Ids | None = None
+    """Only findings of these policies (default: any)."""
+    expires: datetime.date
+    """The last day (UTC) the waiver applies: flows that start after it are findings again."""
+    reason: str = Field(min_length=1)
+    """Why, who decided and where it is recorded (a ticket)."""
+
+    @model_validator(mode="after")
+    def _no_severity(self) -> Waiver:
+        for i, entry in enumerate(self.destinations):
+            if entry.severity is not None:
+                raise LocatedError(("destinations", i, "severity"), "a waiver's destinations have no severity")
+        return self
 
 
 class Pin(_Strict):
@@ -168,6 +279,8 @@ class Pin(_Strict):
     firmware: str | None = None
     note: str | None = None
     """Why: an asset tag, who checked it and when."""
+    expires: datetime.date | None = None
+    """The last day (UTC) the pin holds; after it the wire and the OUI decide again (a warning says so)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -187,12 +300,25 @@ class RuleFile(_Strict):
     description: str | None = None
     pins: tuple[Pin, ...] = ()
     """Device verdicts written by a person, by MAC."""
+    sets: dict[Annotated[str, Field(pattern=_ID)], Annotated[tuple[Destination, ...], Field(min_length=1)]] = {}
+    """Named destination sets, usable by every loaded rule file's entries as `set: name`."""
     policies: tuple[Policy, ...] = ()
+    waivers: tuple[Waiver, ...] = ()
 
     @model_validator(mode="after")
     def _not_empty(self) -> RuleFile:
-        if not self.policies and not self.pins:
-            raise ValueError("a rule file needs policies or pins")
+        if not self.policies and not self.pins and not self.sets and not self.waivers:
+            raise ValueError("a rule file needs policies, pins, sets or waivers")
+        return self
+
+    @model_validator(mode="after")
+    def _flat_sets(self) -> RuleFile:
+        for name, entries in self.sets.items():
+            for i, entry in enumerate(entries):
+                for field in ("set", "severity"):
+                    if getattr(entry, field) is not None:
+                        raise LocatedError(("sets", name, i, field), f"a set's entries cannot use {field}: "
+                                           "write it where the set is used")
         return self
 
     @model_validator(mode="after")
@@ -202,6 +328,11 @@ class RuleFile(_Strict):
             if policy.id in seen:
                 raise LocatedError(("policies", i, "id"), f"policy id {policy.id!r} is used twice")
             seen.add(policy.id)
+        waivers: set[str] = set()
+        for i, waiver in enumerate(self.waivers):
+            if waiver.id in waivers:
+                raise LocatedError(("waivers", i, "id"), f"waiver id {waiver.id!r} is used twice")
+            waivers.add(waiver.id)
         macs: set[int] = set()
         for i, pin in enumerate(self.pins):
             if mac_value(pin.mac) in macs:

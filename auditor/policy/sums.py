@@ -74,6 +74,10 @@ class Findings:
     sport: NDArray[np.uint16]
     """The flow's ports as the flow table keeps them (ICMP type/code equivalents): for Community IDs."""
     dport: NDArray[np.uint16]
+    names: NDArray[Any] | None = None
+    """Destination name per flow (None where never named), or None when no names stage ran."""
+    name_source: NDArray[np.uint8] | None = None
+    """Where each name came from (names.types.NAME_SOURCES index)."""
 
 
 class AlertSums:
@@ -84,6 +88,8 @@ class AlertSums:
         self._index: dict[bytes, int] = {}
         self._cols = {name: np.zeros(0, dtype=dtype) for name, dtype in _COLUMNS.items()}
         self.extras: dict[int, Extras] = {}
+        self.names: dict[int, tuple[str, int]] = {}
+        """Per alert row: the first name its destination was known by, and where it came from."""
         self.dropped = 0
         """Finding flows not summed because max_alerts rows existed."""
 
@@ -130,6 +136,8 @@ class AlertSums:
             np.add.at(c[name], at, getattr(f, name)[kept])
         np.minimum.at(c["first_ns"], at, f.first_ns[kept])
         np.maximum.at(c["last_ns"], at, f.last_ns[kept])
+        if f.names is not None and f.name_source is not None:
+            self._name_rows(f, rows, kept)
         later = np.flatnonzero(kept & ~first_of_row)
         if later.size:
             # most later flows repeat their alert's first source, service and VLAN, and once an alert
@@ -145,6 +153,16 @@ class AlertSums:
             if later.size:
                 self._extras(f, rows, later)
         return kept
+
+    def _name_rows(self, f: Findings, rows: NDArray[np.int64], kept: NDArray[np.bool_]) -> None:
+        """Give each alert the first name one of its flows was known by (one Python step per named
+        finding flow of an alert that has no name yet)."""
+        assert f.names is not None and f.name_source is not None
+        names = self.names
+        for i in np.flatnonzero(kept & (f.name_source > 0)).tolist():
+            row = int(rows[i])
+            if row not in names and f.names[i]:
+                names[row] = (f.names[i], int(f.name_source[i]))
 
     def _extras(self, f: Findings, rows: NDArray[np.int64], later: NDArray[np.int64]) -> None:
         """Record what flows after an alert's first one add: other addresses, services, VLANs, samples."""

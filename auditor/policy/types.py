@@ -16,7 +16,8 @@ class Evidence:
 
     source: str
     """'oui-pin', 'org-pattern' (vendor attribution), 'policy-group' (why the device is in the rule's
-    group) or 'policy-allow' (why the destination is not approved)."""
+    group), 'policy-allow' (why the destination is not approved), 'policy-deny' (the deny entry it
+    matched), 'waiver' or 'waiver-expired'."""
     field: str
     value: str
     detail: str | None = None
@@ -57,6 +58,14 @@ class Alert:
     community_ids: tuple[str, ...]
     """Community IDs of the first flows (capped): the same flows in flows.jsonl, Zeek or Suricata."""
     evidence: tuple[Evidence, ...]
+    destination_domain: str | None = None
+    """The name the destination was known by (wire text: escape it where shown), None if never named."""
+    name_source: str | None = None
+    """Where that name came from: sni, quic, http-host, dns, dhcp or mdns (names.types.NAME_SOURCES)."""
+    status: str = "open"
+    """'open', or 'waived' when an unexpired waiver covers these flows (no longer counted as a finding)."""
+    waiver_id: str | None = None
+    """The waiver that covers these flows, or covered them before it expired."""
 
     @property
     def severity_rank(self) -> int:

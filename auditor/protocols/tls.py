@@ -792,3 +792,17 @@ def _version_name(version: int | None) -> str | None:
     if version is None:
         return None
     return TLS_VERSION_NAMES.get(version, f"0x{version:04x}")
+
+
+def client_hello_message(hs: bytes) -> TlsRecord | None:
+    """Return the ClientHello of a bare handshake message (QUIC CRYPTO data, RFC 9001 §4), partial when cut.
+
+    None when `hs` does not start a ClientHello or it is malformed. QUIC has no record layer, so
+    record_version is set to TLS 1.2 (0x0303), the value a TLS 1.3 hello's record would carry.
+    """
+    data = hs[:MAX_PAYLOAD]
+    if len(data) < 5 or data[0] != TLS_HANDSHAKE_CLIENT_HELLO:
+        return None
+    msg_end = 4 + ((data[1] << 16) | (data[2] << 8) | data[3])
+    end = min(msg_end, len(data))
+    return _client_hello(TLS12, data, 4, end, end == msg_end)

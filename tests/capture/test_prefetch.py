@@ -483,7 +483,8 @@ def run_pipeline(paths: list[Path], prefetch_on: bool) -> tuple[list[dict[str, A
     registry.by_port("dns", 17, 53, payloads.append)
     stats = analyze_files(paths, Settings(), flows.append, payloads=registry, batch_frames=512, prefetch=prefetch_on)
     rows = [
-        {f.name: getattr(r, f.name).tolist() for f in dataclasses.fields(r) if f.name != "community_id"} for r in flows
+        {f.name: getattr(r, f.name).tolist() for f in dataclasses.fields(r)
+         if getattr(r, f.name) is not None and f.name != "community_id"} for r in flows
     ]
     summary = stats.to_dict()
     del summary["elapsed_s"], summary["packets_per_s"]

@@ -19,7 +19,8 @@ from auditor.flows.table import FlowTable
 from auditor.flows.types import FlowRecords
 
 LOCAL = LocalNetworks(DEFAULT_LOCAL_NETWORKS)
-_COLUMNS = [f.name for f in dataclasses.fields(FlowRecords) if f.name != "community_id"]
+_COLUMNS = [f.name for f in dataclasses.fields(FlowRecords)
+            if f.name not in ("community_id", "domain", "name_source", "name_mismatch")]
 CAM, ROUTER, PC = "4c:bd:8f:21:10:21", "00:0c:42:1a:2b:01", "02:1b:21:3a:4b:5c"
 
 

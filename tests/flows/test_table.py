@@ -118,6 +118,8 @@ def rows(records: list[FlowRecords], with_id: bool = False) -> list[dict[str, ob
                 if name == "flow_id" and not with_id:
                     continue
                 col = getattr(r, name)
+                if col is None:  # names come later (names/), not from the flow table
+                    continue
                 row[name] = col[i] if isinstance(col, list) else col[i].item()
             out.append(row)
     return out

@@ -103,7 +103,7 @@ def test_missing_path_and_empty_folder_are_config_errors(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="no such rule file or folder"):
         load_rules([tmp_path / "nope.yaml"], VOCABULARY)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match=r"no rule files \(\*\.yaml, \*\.yml\)"):
+    with pytest.raises(ConfigError, match=r"no rule files \(\*\.yaml, \*\.yml, MUD \*\.json\)"):
         load_rules([tmp_path / "empty"], VOCABULARY)
 
 
@@ -133,11 +133,12 @@ BAD = {
     "empty-selector": (GOOD.replace("      - all: true\n", "      - {}\n"), 21, "policies[1].devices[2]",
                        "a device selector needs at least one of"),
     "empty-allow": (GOOD.replace("      - local: true\n", "      - comment: anything\n"), 23,
-                    "policies[1].allow[0]", "an allow entry needs at least one of"),
+                    "policies[1].allow[0]", "a destination entry needs at least one of"),
     "no-devices": (GOOD.replace("      - lists: ndaa-889\n      - macs", "      - macs").replace(
         "    devices:\n      - classes: [camera, nvr]\n      - vendors: hikvision\n        ips: 10.1.0.0/16\n",
         "    devices: []\n"), 6, "policies[0].devices", "at least 1 item"),
-    "missing-severity": (GOOD.replace("    severity: low\n", ""), 16, "policies[1].severity", "Field required"),
+    "missing-severity": (GOOD.replace("    severity: low\n", "").replace("    allow:\n      - local: true\n", ""), 16,
+                         "policies[1]", "a policy needs a severity, or allow or deny entries"),
     "bad-version": (GOOD.replace("version: 1", "version: 2"), 1, "version", "Input should be 1"),
     "duplicate-id": (GOOD.replace("id: listed", "id: cameras"), 16, "policies[1].id",
                      "policy id 'cameras' is used twice"),
@@ -252,7 +253,7 @@ def test_pins_load_with_their_reference_and_a_file_may_hold_only_pins(tmp_path: 
     (PINS.replace('"00-1F-54-50-10-50"', '"00:1b:21:3a:4b:5c"'), 6, "pins[1].mac", "is pinned twice"),
     (PINS.replace("    class: computer\n", ""), 3, "pins[0]", "a pin needs at least one of maker, class"),
     (PINS.replace("class: computer", "class: laptop"), 4, "pins[0].class", "Input should be"),
-    ("version: 1\n", 1, None, "a rule file needs policies or pins"),
+    ("version: 1\n", 1, None, "a rule file needs policies, pins, sets or waivers"),
 ])
 def test_bad_pins_are_one_line_errors(tmp_path: Path, text: str, line: int, field: str | None, message: str) -> None:
     path = write(tmp_path, "pins.yaml", text)
