@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import heapq
 import json
 import os
@@ -371,17 +372,21 @@ def _vendor_catalog(path: Path | None) -> VendorCatalog | None:
     return load_vendors(path) if path is not None else None
 
 
-def _rule_set(paths: list[Path] | None, catalog: VendorCatalog | None) -> RuleSet:
+def _rule_set(paths: list[Path] | None, catalog: VendorCatalog | None, today: datetime.date | None = None) -> RuleSet:
     if not paths:
         shipped = rule_path("policies")
         if shipped is None:  # judging nothing in silence would pass --fail-on: refuse instead
             raise ConfigError("no rule files found (the shipped rules/policies is missing): give --rules PATH")
         paths = [shipped]
-    vocabulary = Vocabulary(
+    return load_rules(paths, _vocabulary(catalog), today=today)
+
+
+def _vocabulary(catalog: VendorCatalog | None) -> Vocabulary:
+    """The vendor and list ids rule files may name (None: no catalog, so naming any is an error)."""
+    return Vocabulary(
         vendors=frozenset(v.id for v in catalog.vendors) if catalog else None,
         lists=frozenset(catalog.lists) if catalog else None,
     )
-    return load_rules(paths, vocabulary)
 
 
 def _geo_for_rules(ruleset: RuleSet, settings: Settings) -> None:
@@ -571,3 +576,9 @@ def oui_update(
 
 if __name__ == "__main__":
     app()
+
+
+# the rules verbs live in their own module; imported last, as they reuse this module's helpers
+from auditor.cli_rules import rules_app  # noqa: E402
+
+app.add_typer(rules_app, name="rules")

@@ -782,3 +782,93 @@ def describe_destination(d: Destination) -> str:
     if d.ports:
         parts.append("port " + ",".join(str(a) if a == b else f"{a}-{b}" for a, b in d.ports))
     return " ".join(parts)
+
+
+def explain_flow(judge: PolicyJudge, flows: FlowRecords, row: int) -> list[str]:
+    """Return, line by line, how `judge` decides flow `row`: the device and its verdict, every policy
+    tried in evaluation order (selected or not, and by which selector), each deny and allow entry
+    (matched or not), the decision, and the waivers. It runs the judge's own matchers on this one
+    flow, so it cannot disagree with judge(); call it after judging the run's flows, so that routers
+    (MACs seen sending for several addresses) are known."""
+    lines: list[str] = []
+    if midstream_inbound(flows)[row]:
+        flows, row = reversed_flows(flows, np.array([row])), 0
+        lines.append("a TCP connection whose SYN was not captured, seen inbound: judged from its local side")
+    direction = int(flows.direction[row])
+    src = ip_text(int(flows.ip_version[row]), int(flows.src_hi[row]), int(flows.src_lo[row]))
+    dst = ip_text(int(flows.ip_version[row]), int(flows.dst_hi[row]), int(flows.dst_lo[row]))
+    service = service_text(int(flows.ip_proto[row]), int(flows.dst_port[row]))
+    name = flows.domain[row] if flows.domain is not None else None
+    source = NAME_SOURCES[int(flows.name_source[row])] if flows.name_source is not None else "none"
+    lines.append(f"flow {src} -> {dst} {service}; destination name: {name or '(never named)'} (from {source})")
+    if direction not in (DIRECTION_OUTBOUND, DIRECTION_INTERNAL):
+        lines.append("not judged: the flow was started from outside the local networks")
+        return lines
+    rows = np.array([row])
+    mac = int(judge._hosts_only(flows, rows)[0])
+    verdict = judge._verdict_of(mac) if mac else None
+    if mac:
+        who = (f"{verdict.vendor_id or '?'} {verdict.device_class} ({verdict.how}, confidence {verdict.confidence})"
+               if verdict is not None else "no verdict")
+        lines.append(f"device {mac:012X}: {who}")
+    else:
+        lines.append(f"device {src} (no MAC, or its MAC is a router's: judged by source address)")
+    view = _FlowView(flows, rows, judge)
+    info = judge.geo_of(int(view.version[0]), int(view.dst_hi[0]), int(view.dst_lo[0]))
+    if info is not None:
+        lines.append(f"destination country {info.country or '?'}, AS {info.asn or '?'} {info.as_org or ''}".rstrip())
+    flags = judge._device_flags([mac])[0]
+    at = np.array([0])
+    column = 0
+    decided_by: tuple[int, int | None] | None = None
+    for index, policy in enumerate(judge._policies):
+        where = f"{policy.loaded.reference}: policy {policy.id!r}"
+        chosen = None
+        for s, sel in enumerate(policy.selectors):
+            hit = bool(flags[column])
+            column += 1
+            if hit and sel.ips is not None:
+                hit = bool(sel.ips.contains(view.version, view.src_hi, view.src_lo)[0])
+            if hit and chosen is None:
+                chosen = s
+        if chosen is None:
+            lines.append(f"{where}: does not select this device")
+            continue
+        described = _describe_selector(policy.loaded.policy.devices[chosen])
+        lines.append(f"{where}: selects it by devices[{chosen}] ({described})")
+        for d, entry in enumerate(policy.denies):
+            hit = bool(entry.matches(view, at)[0])
+            lines.append(f"  deny[{d}] {entry.text}: {'MATCHES' if hit else 'no match'}")
+            if hit:
+                decided_by = (index, d)
+                break
+        if decided_by is None:
+            for a, entry in enumerate(policy.allows):
+                hit = bool(entry.matches(view, at)[0])
+                lines.append(f"  allow[{a}] {entry.text}: {'MATCHES' if hit else 'no match'}")
+                if hit:
+                    lines.append("  => approved: not a finding")
+                    return lines
+            if policy.rank >= 0:
+                decided_by = (index, None)
+            else:
+                lines.append("  no entry decides, and the policy has no severity (a guard): on to the next policy")
+                continue
+        deny = decided_by[1]
+        rank = policy.denies[deny].rank if deny is not None else policy.rank
+        what = f"deny[{deny}]" if deny is not None else "no allow entry matches"
+        lines.append(f"  => finding, severity {SEVERITIES[rank]} ({what})")
+        break
+    if decided_by is None:
+        lines.append("no policy decides this flow: not a finding")
+        return lines
+    rule = judge._rule_index[(decided_by[0], decided_by[1], None, False)]
+    waived = judge._waive(view, flags.reshape(1, -1), np.array([0]), np.array([rule]))[0]
+    if waived != rule:
+        r = judge._rules[int(waived)]
+        assert r.waiver is not None
+        w = r.waiver.waiver
+        state = f"expired on {w.expires.isoformat()}: still an alert" if r.expired else \
+            f"waived until {w.expires.isoformat()}"
+        lines.append(f"{r.waiver.reference}: waiver {w.id!r} covers it: {state} ({w.reason})")
+    return lines
