@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/auditor analyze $(DEMO) --rules rules/examples --out out/demo
+	$(BIN)/python pcaps/make_demo_geoip.py out/demo-geoip
+	$(BIN)/auditor analyze $(DEMO) --rules rules/examples --out out/demo \
+		--geoip-country out/demo-geoip/demo-country.mmdb --geoip-asn out/demo-geoip/demo-asn.mmdb
 
 test: $(STAMP)
 	$(BIN)/ruff check auditor tests bench pcaps

@@ -230,6 +230,8 @@ class _Run:
     alerts: _AlertTally
     summary: dict[str, Any]
     worst_rank: int
+    geo: Any = None
+    """The run's GeoIP lookup (ip text -> GeoInfo), or None."""
 
 
 def _analyze(
@@ -252,7 +254,7 @@ def _analyze(
     ruleset = _rule_set(rule_paths, catalog)
     signature_set = _signatures(signatures_path, catalog)
     geo = _geo(settings)  # a missing or wrong database stops the run here, before any packet
-    _geo_for_rules(ruleset, settings)
+    geo_missing = _geo_for_rules(ruleset, settings)
     registry = OuiRegistry.default(state_dir())
     local = LocalNetworks(settings.local_networks)
     devices = DeviceTable(local.contains)
@@ -307,6 +309,7 @@ def _analyze(
     if geo is not None:
         stats.run_warnings.extend(geo.warnings())
     stats.run_warnings.extend(ruleset.warnings)
+    stats.run_warnings.extend(geo_missing)
     if evidence.dropped_devices:
         stats.run_warnings.append(
             f"{evidence.dropped_devices:,} payloads of devices beyond the evidence limit "
@@ -338,7 +341,7 @@ def _analyze(
     summary["alerts_by_severity"] = {sev: alerts.by_severity[sev] for sev in SEVERITIES}
     summary["alerts_waived"] = alerts.waived
     _write_json(out / "summary.json", summary)
-    return _Run(stats, records, alerts, summary, judge.worst_rank)
+    return _Run(stats, records, alerts, summary, judge.worst_rank, geo_lookup)
 
 
 @contextmanager
@@ -389,16 +392,21 @@ def _vocabulary(catalog: VendorCatalog | None) -> Vocabulary:
     )
 
 
-def _geo_for_rules(ruleset: RuleSet, settings: Settings) -> None:
-    """Rules that match countries or AS numbers need those databases: without them every such entry
-    would silently match nothing (an allow would alert on everything, a deny would never fire)."""
+def _geo_for_rules(ruleset: RuleSet, settings: Settings) -> list[str]:
+    """Return a warning per GeoIP database the rules need but the run was not given. Without it every
+    country (or AS) matcher matches nothing: an allow entry then approves nothing (more alerts, the
+    safe side), but a deny entry never fires, which the warning must say. Never downloaded: the
+    shipped default policy uses countries, and a run without databases must still work."""
     given = {"country": settings.geoip_country, "asn": settings.geoip_asn}
     flags = {"country": "--geoip-country (or geoip_country in auditor.toml)",
              "asn": "--geoip-asn (or geoip_asn in auditor.toml)"}
+    warnings = []
     for db, where in geo_needs(ruleset).items():
         if not given[db]:
             kind = "countries" if db == "country" else "AS numbers"
-            raise ConfigError(f"{where} matches {kind}: give a GeoIP {db} database with {flags[db]}")
+            warnings.append(f"{where} matches {kind}, but no GeoIP {db} database was given ({flags[db]}): "
+                            f"those entries matched nothing in this run")
+    return warnings
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -435,7 +443,7 @@ def _print_summary(run: _Run, out: Path) -> None:
     for w in stats.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")
     _print_devices(console, run.devices)
-    _print_alerts(console, run.alerts.top(), run.summary)
+    _print_alerts(console, run)
     console.print(
         f"wrote alerts.jsonl, flows.jsonl, devices.json, devices.csv and summary.json in {escape(str(out))}"
     )
@@ -444,15 +452,18 @@ def _print_summary(run: _Run, out: Path) -> None:
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
-def _print_alerts(console: Console, top: list[Alert], summary: dict[str, Any]) -> None:
+def _print_alerts(console: Console, run: _Run) -> None:
     """Say how many alerts of each severity, and show the most severe (then largest) ones."""
     from rich.table import Table
 
+    top, summary = run.alerts.top(), run.summary
     rules = ", ".join(r["path"] for r in summary["rules"]) or "none"
     counts = ", ".join(f"{n} {sev}" for sev, n in reversed(summary["alerts_by_severity"].items()) if n)
     console.print(
         f"{summary['alerts']:,} alerts ({counts or 'none'}) from {summary['findings']:,} of "
-        f"{summary['flows_judged']:,} judged flows; rules: {escape(rules)}"
+        f"{summary['flows_judged']:,} judged flows"
+        + (f", {summary['alerts_waived']:,} waived" if summary["alerts_waived"] else "")
+        + f"; rules: {escape(rules)}"
     )
     if not top:
         return
@@ -466,9 +477,16 @@ def _print_alerts(console: Console, top: list[Alert], summary: dict[str, Any]) -
         if a.vendor:
             device += f"\n{a.vendor.vendor_id}" + "".join(f" {e.list_id}" for e in a.vendor.lists)
         services = " ".join(service_text(p, q) for p, q in a.services)
+        where = ""
+        if run.geo is not None and not a.destination_local:
+            info = run.geo(a.destination_ip)
+            where = " ".join(x for x in (info.country, f"AS{info.asn}" if info.asn else None) if x)
+        destination = escape(f"{a.destination_ip} {where}".rstrip())
+        # the name comes from the wire: shown() keeps its control characters from reaching the terminal
+        destination += f"\n{shown(a.destination_domain)}" if a.destination_domain else "\n(never named)"
         style = SEVERITY_STYLE[a.severity]
         table.add_row(
-            f"[{style}]{a.severity}[/{style}]", escape(device), escape(f"{a.destination_ip}\n{services}"),
+            f"[{style}]{a.severity}[/{style}]", escape(device), f"{destination}\n{escape(services)}",
             f"{a.source_bytes:,} B\n{a.flows:,} flow{'s' if a.flows > 1 else ''}", escape(a.rule_id),
         )
     console.print(table)

@@ -130,7 +130,7 @@ class _Rejudged:
                                  geoip_asn=str(geoip[1]) if geoip[1] else None)
         catalog = _vendor_catalog(vendors)
         self.ruleset = _rule_set(rules, catalog)
-        _geo_for_rules(self.ruleset, settings)
+        self.geo_missing = _geo_for_rules(self.ruleset, settings)
         self.geo = _geo(settings)
         stored = read_devices(devices_path)
         pinned = DeviceVerdicts(OuiRegistry.default(state_dir()), catalog, None, self.ruleset.pins)
@@ -182,7 +182,7 @@ def rules_rejudge(
         raise _fail(OutputError(f"{out or run}: cannot write alerts.jsonl: {exc.strerror or exc}")) from None
     for problem in again.read.problems:
         err_console.print(f"warning: {escape(problem)}", highlight=False)
-    for warning in again.ruleset.warnings:
+    for warning in (*again.ruleset.warnings, *again.geo_missing):
         err_console.print(f"warning: {escape(warning)}", highlight=False)
     counts = ", ".join(f"{tally.by_severity[s]} {s}" for s in reversed(SEVERITIES) if tally.by_severity[s])
     typer.echo(f"{sum(tally.by_severity.values())} alerts ({counts or 'none'}), {tally.waived} waived, from "

@@ -85,6 +85,7 @@ EZVIZ_PEER = "198.51.100.77"
 IMAGE_SINK = "203.0.113.80"  # where the Nuctech scanner uploads its images (HTTP 8080)
 EZVIZ_LITEDEV = "198.51.100.41"  # what the site resolver answers for litedev.ezvizlife.com
 HIK_CONNECT = "203.0.113.61"  # what the site resolver answers for litedev.hik-connect.com
+EZVIZ_NTP = "203.0.113.123"  # what the site resolver answers for time.ys7.com (EZVIZ's default NTP server)
 
 # Multicast groups of the discovery protocols (fingerprints.md section C)
 SSDP_GROUP = "239.255.255.250"  # SSDP udp/1900 (B9), and also ONVIF WS-Discovery udp/3702 (B8), SADP udp/37020 (B1)
@@ -877,16 +878,22 @@ def dahua_rtsp(
 
 
 def ezviz_camera(site: Site, t0: float) -> None:
-    """EZVIZ camera: looks up and calls its bootstrap server, searches for a UPnP router to open ports on,
-    then UDP to a public address it never looked up in DNS (placeholder payload, not the real format).
+    """EZVIZ camera: looks up and calls its bootstrap server, sets its clock from its vendor's NTP server
+    rather than the site's, searches for a UPnP router to open ports on, then UDP to a public address it
+    never looked up in DNS (placeholder payload, not the real format).
 
     fingerprints.md B7 (Blanchfield's EZVIZ DB1 capture): DNS for litedev.ezvizlife.com at boot, then the
     device talks to it (the capture's TLS on 443 stands in for its binary tcp/8666 exchange), and it
-    sends SSDP M-SEARCH for InternetGatewayDevice (B9: a UPnP port-forwarding attempt).
+    sends SSDP M-SEARCH for InternetGatewayDevice (B9: a UPnP port-forwarding attempt). B7/B11: the EZVIZ
+    firmware's default NTP server is time.ys7.com; NTP has no name on the wire, so only the camera's own
+    DNS answer names that flow.
     """
     cam = EZVIZ_CAM
     dns_exchange(site, t0, cam, GATEWAY.ip, 0x5E40, 49300, "litedev.ezvizlife.com", EZVIZ_LITEDEV, rtt=0.009)
     tls_session(site, t0 + 0.05, cam, EZVIZ_LITEDEV, 49301, "litedev.ezvizlife.com", salt=3, rtt=0.210)
+    dns_exchange(site, t0 + 1.0, cam, GATEWAY.ip, 0x5E41, 49303, "time.ys7.com", EZVIZ_NTP, rtt=0.008)
+    site.udp(t0 + 1.02, cam.ip, EZVIZ_NTP, 123, 123, ntp_packet(3, t0 + 1.02))
+    site.udp(t0 + 1.31, EZVIZ_NTP, cam.ip, 123, 123, ntp_packet(4, t0 + 1.17, 2, b"\xcb\x00\x71\x01"))
     igd = ssdp_search("urn:schemas-upnp-org:device:InternetGatewayDevice:1")
     site.multicast(t0 + 2.0, cam, SSDP_GROUP, 49302, 1900, igd, ttl=2)  # UDA 1.1+: TTL should default to 2
     for i in range(3):

@@ -13,7 +13,7 @@ pytest.importorskip("scapy")
 
 PCAPS = Path(__file__).resolve().parent.parent / "pcaps"
 DEMO = PCAPS / "demo-site.pcap"
-DEMO_PACKETS = 213  # update together with pcaps/README.md when devices are added to make_demo.py
+DEMO_PACKETS = 217  # update together with pcaps/README.md when devices are added to make_demo.py
 START_S = 1_793_610_000  # 2026-11-02T09:00:00Z
 
 

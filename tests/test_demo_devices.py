@@ -32,7 +32,8 @@ EXPECTED = {
                            "hikvision-sadp-firmware", "hikvision-sadp-model", "onvif-scope-video-transmitter",
                            "onvif-video-transmitter"}),
     # the OUI names EZVIZ; its cloud calls agree but could come from a person's phone: they only add confidence
-    "58-8F-CF-40-10-40": ("ezviz", None, "camera", None, None, "oui-pin", 0.96, {"ezviz-cloud", "ezviz-dns-ezvizlife"}),
+    "58-8F-CF-40-10-40": ("ezviz", None, "camera", None, None, "oui-pin", 0.976,
+                          {"ezviz-cloud", "ezviz-dns-ezvizlife", "ezviz-dns-ys7"}),
     "AC-CC-8E-4A-1B-2C": ("axis", None, "camera", "P3245-LV", "10.12.182", "protocol", 0.988,
                           {"axis-dhcp-camera-kind", "axis-dhcp-vendor-class", "axis-mdns-service"}),
     # the scanner says nothing the signatures know: its verdict is its MA-M block's

@@ -119,6 +119,9 @@ EXPECTED = {
     ),
     ("udp", "192.168.10.40", 49300, "192.168.10.1", 53, 1, 1, "internal", None, "58-8F-CF-40-10-40", "end-of-capture"),
     ("tcp", "192.168.10.40", 49301, "198.51.100.41", 443, 7, 4, "outbound", None, "58-8F-CF-40-10-40", "tcp-close"),
+    # its vendor's NTP server, looked up first (time.ys7.com)
+    ("udp", "192.168.10.40", 49303, "192.168.10.1", 53, 1, 1, "internal", None, "58-8F-CF-40-10-40", "end-of-capture"),
+    ("udp", "192.168.10.40", 123, "203.0.113.123", 123, 1, 1, "outbound", None, "58-8F-CF-40-10-40", "end-of-capture"),
     (
         "udp",
         "192.168.10.40",
@@ -206,7 +209,7 @@ def test_demo_capture_gives_the_documented_flows(tmp_path: Path) -> None:
         assert net["community_id"].startswith("1:")
     assert got == EXPECTED
     summary = orjson.loads((out / "summary.json").read_bytes())
-    assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (213, 204, 9, 27)
+    assert (summary["packets"], summary["ip_packets"], summary["arp_frames"], summary["flows"]) == (217, 208, 9, 29)
     assert summary["skipped"] == {}
 
 

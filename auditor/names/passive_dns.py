@@ -48,24 +48,32 @@ _Pair = tuple[Address, Address]
 """(client, address)."""
 
 
-def _merge(names: tuple[DnsName, ...], new: DnsName) -> tuple[DnsName, ...] | None:
+def _merge(names: tuple[DnsName, ...], new: DnsName, grace_ns: int) -> tuple[DnsName, ...] | None:
     """Return names with `new` in it (oldest seen first, at most NAMES_PER_ADDRESS), or None when
-    the same name is already held from a newer answer."""
-    if not names:
-        return (new,)
-    if len(names) == 1 and names[0].name == new.name:  # the usual refresh: one name per address
-        return (new,) if names[0].seen_ns <= new.seen_ns else None
+    nothing changes (the answer adds no time to a binding already held).
+
+    A refresh of a name whose binding is still valid (within its TTL and grace) extends that binding
+    rather than replacing it: a long-lived flow that started under the first answer must keep its
+    name after the device re-resolves. Bindings of one name whose windows do not meet stay apart.
+    """
     kept: list[DnsName] = []
     for old in names:
-        if old.name == new.name:
-            if old.seen_ns > new.seen_ns:
-                return None
-            continue  # the newer answer for the same name replaces the older one
+        overlap = old.seen_ns <= new.expires_ns + grace_ns and new.seen_ns <= old.expires_ns + grace_ns
+        if old.name == new.name and overlap:
+            if old.seen_ns <= new.seen_ns and old.expires_ns >= new.expires_ns:
+                return None  # already covered, e.g. the same answer seen twice
+            latest = new if new.seen_ns >= old.seen_ns else old
+            new = DnsName(latest.name, latest.chain, min(old.seen_ns, new.seen_ns), max(old.expires_ns, new.expires_ns))
+            continue
         kept.append(old)
     kept.append(new)
     if len(kept) > 1 and kept[-2].seen_ns > new.seen_ns:
         kept.sort(key=lambda n: n.seen_ns)  # an answer seen out of order (rare)
     return tuple(kept[-NAMES_PER_ADDRESS:])
+
+
+def _valid(names: tuple[DnsName, ...], ts_ns: int, grace_ns: int) -> tuple[DnsName, ...]:
+    return tuple(n for n in names if n.seen_ns - CLOCK_SLACK_NS <= ts_ns <= n.expires_ns + grace_ns)
 
 
 def _pick(names: tuple[DnsName, ...], ts_ns: int, grace_ns: int) -> DnsName | None:
@@ -176,7 +184,7 @@ class PassiveDns:
         pairs = self._by_pair
         pair = (client, address)
         old = pairs.get(pair, ())
-        merged = _merge(old, binding)
+        merged = _merge(old, binding, self.grace_ns)
         if merged is None:
             return False
         pairs[pair] = merged
@@ -189,7 +197,7 @@ class PassiveDns:
 
         index = self._by_address
         held = index.get(address, ())
-        merged_any = _merge(held, binding)
+        merged_any = _merge(held, binding, self.grace_ns)
         if merged_any is not None:
             index[address] = merged_any
             index.move_to_end(address)
@@ -210,6 +218,12 @@ class PassiveDns:
         if names is None:
             return None
         return _pick(names, ts_ns, self.grace_ns)
+
+    def names_of(self, client: Address, address: Address, ts_ns: int) -> tuple[DnsName, ...]:
+        """Return every name `client` resolved to `address` that is valid at ts_ns, oldest seen first
+        (a CDN address serves several names: an SNI agrees with DNS when it is any of them)."""
+        names = self._by_pair.get((client, address))
+        return _valid(names, ts_ns, self.grace_ns) if names else ()
 
     def any_name_of(self, address: Address, ts_ns: int) -> DnsName | None:
         """Return a name any client resolved to `address`, valid at ts_ns (for clients behind a forwarder)."""

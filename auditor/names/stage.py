@@ -144,12 +144,16 @@ class NameStage:
             client, server = ((v, dhi, dlo), (v, shi, slo)) if swapped else ((v, shi, slo), (v, dhi, dlo))
             own = pending.pop(fid, None)
             quic_pending.pop(fid, None)
-            resolved = self.dns.name_of(client, server, first) if not inside or swapped else None
             if own is not None:
                 domain[i], source[i] = own
-                if resolved is not None and own[0] not in resolved.chain:
-                    mismatch[i] = resolved.name
-            elif resolved is not None:
+                if not inside or swapped:
+                    # the SNI agrees with DNS when it is any name the client resolved to this address
+                    valid = self.dns.names_of(client, server, first)
+                    if valid and not any(own[0] in n.chain for n in valid):
+                        mismatch[i] = valid[-1].name
+                continue
+            resolved = self.dns.name_of(client, server, first) if not inside or swapped else None
+            if resolved is not None:
                 domain[i], source[i] = resolved.name, SOURCE_DNS
             else:
                 local = self.local.name_of(server)

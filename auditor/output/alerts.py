@@ -1,7 +1,9 @@
 """Alerts as Elastic Common Schema documents (alerts.jsonl), one line per alert.
 
 source/destination carry the same fields as flows.jsonl, summed over the alert's flows;
-rule.* names the policy; event.severity is numeric as ECS wants it (Elastic Security's scale:
+rule.* names the policy (a deny entry's finding: rule.id 'policy/deny-N'); destination.domain is
+the destination's name and auditor.name_source where it came from; auditor.status is 'open', or
+'waived' while a waiver (auditor.waiver) accepts the finding; event.severity is numeric as ECS wants it (Elastic Security's scale:
 21 low, 47 medium, 73 high, 99 critical) with the word in auditor.severity; labels carry one
 key per restriction list the device's vendor is on (value: the clause).
 """
@@ -36,6 +38,8 @@ def alert_documents(
         source["packets"] = a.source_packets
         source["bytes"] = a.source_bytes
         destination: dict[str, Any] = {"ip": a.destination_ip}
+        if a.destination_domain:
+            destination["domain"] = a.destination_domain
         if len(a.services) == 1 and a.services[0][0] in PORTED_PROTOCOLS:
             destination["port"] = a.services[0][1]
         destination["packets"] = a.destination_packets
@@ -72,6 +76,8 @@ def alert_documents(
             rule["description"] = a.rule_description
         auditor: dict[str, Any] = {
             "severity": a.severity,
+            "status": a.status,
+            "name_source": a.name_source or "none",
             "flows": a.flows,
             "services": [service_text(p, q) for p, q in a.services],
             "source_ips": list(a.source_ips),
@@ -85,6 +91,8 @@ def alert_documents(
                                             "since": e.since} for e in a.vendor.lists]}
         if len(a.vlans) > 1:
             auditor["vlans"] = list(a.vlans)
+        if a.waiver_id is not None:
+            auditor["waiver"] = a.waiver_id
         doc: dict[str, Any] = {
             "@timestamp": start,
             "ecs": {"version": ECS_VERSION},

@@ -288,18 +288,32 @@ def test_passive_dns_keeps_a_few_names_per_address() -> None:
     assert pdns.name_of(CLIENT, shared, T0 + 10 * S) is None  # the names asked then were dropped
 
 
-def test_passive_dns_newer_answer_replaces_older_for_same_name() -> None:
+def test_passive_dns_refresh_extends_a_valid_binding_and_keeps_its_start() -> None:
     pdns = PassiveDns()
     address = a("192.0.2.20")
     pdns.observe(CLIENT, T0, response("s.example", rr("s.example", "A", "192.0.2.20", 60)))
     assert pdns.observe(CLIENT, T0 + 30 * S, response("s.example", rr("s.example", "A", "192.0.2.20", 60))) == 1
     found = pdns.name_of(CLIENT, address, T0 + 40 * S)
-    assert found is not None and found.seen_ns == T0 + 30 * S and found.expires_ns == T0 + 90 * S
+    # one window from the first answer to the refresh's expiry: a flow started under the first answer
+    # keeps its name after the device re-resolved
+    assert found is not None and found.seen_ns == T0 and found.expires_ns == T0 + 90 * S
+    assert pdns.name_of(CLIENT, address, T0 + 1 * S) is not None
     assert len(pdns) == 1
-    # an older answer arriving late does not replace the newer one
+    # an older answer arriving late adds nothing
     assert pdns.observe(CLIENT, T0 + 10 * S, response("s.example", rr("s.example", "A", "192.0.2.20", 60))) == 0
     found = pdns.name_of(CLIENT, address, T0 + 40 * S)
-    assert found is not None and found.seen_ns == T0 + 30 * S
+    assert found is not None and (found.seen_ns, found.expires_ns) == (T0, T0 + 90 * S)
+
+
+def test_passive_dns_answers_whose_windows_do_not_meet_stay_apart() -> None:
+    pdns = PassiveDns(grace_s=0)
+    address = a("192.0.2.21")
+    pdns.observe(CLIENT, T0, response("s.example", rr("s.example", "A", "192.0.2.21", 60)))
+    pdns.observe(CLIENT, T0 + 600 * S, response("s.example", rr("s.example", "A", "192.0.2.21", 60)))
+    assert len(pdns) == 2
+    assert pdns.name_of(CLIENT, address, T0 + 30 * S) is not None  # under the first answer
+    assert pdns.name_of(CLIENT, address, T0 + 300 * S) is None  # between them
+    assert pdns.name_of(CLIENT, address, T0 + 630 * S) is not None  # under the second
 
 
 def test_passive_dns_per_client_isolation() -> None:
@@ -341,7 +355,7 @@ def test_passive_dns_truncated_answer_binds_what_it_holds() -> None:
     assert pdns.observe(CLIENT, T0, message) == 1
     assert pdns.name_of(CLIENT, a("192.0.2.1"), T0) is not None
     # TC set and a lying ANCOUNT: still what the message holds
-    assert pdns.observe(CLIENT, T0, parsed(wire_message(0x8380, "cut.example", [a1], ancount=5))) == 1
+    assert PassiveDns().observe(CLIENT, T0, parsed(wire_message(0x8380, "cut.example", [a1], ancount=5))) == 1
 
 
 def test_passive_dns_compression_pointer_loop_does_not_crash() -> None:

@@ -88,6 +88,8 @@ def test_alert_documents_shape_an_alert_as_ecs() -> None:
         "labels": {"ndaa-889": "(a)(1)(B)", "fcc-covered": "47 CFR 1.50002"},
         "auditor": {
             "severity": "high",
+            "status": "open",
+            "name_source": "none",
             "flows": 3,
             "services": ["tcp/443"],
             "source_ips": ["192.168.10.21"],
