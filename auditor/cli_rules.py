@@ -239,3 +239,71 @@ def rules_explain(
     if not shown_count:
         err_console.print(f"error: no flow or alert {escape(what)!s} in {escape(str(run))}", highlight=False)
         raise typer.Exit(2)
+
+
+@rules_app.command("learn")
+def rules_learn(
+    captures: Annotated[list[Path], typer.Argument(help="pcap / pcapng files of normal operation.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Rule file to write (a proposal to review).")],
+    severity: Annotated[str, typer.Option("--severity", help="Severity of flows the proposal does not allow.")]
+    = "medium",
+    ruleset: Annotated[str, typer.Option("--ruleset", help="Ruleset name of the proposal.")] = "learned",
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="auditor.toml settings file.")] = None,
+    local_net: Annotated[
+        list[str] | None, typer.Option("--local-net", help="A CIDR that counts as local (repeat).")
+    ] = None,
+    vendors: Annotated[Path | None, typer.Option("--vendors", help="Vendor catalog.")] = None,
+    signatures: Annotated[Path | None, typer.Option("--signatures", help="Protocol signatures.")] = None,
+) -> None:
+    """Propose an allow-list per device group (maker and class) from the traffic in CAPTURE files: every
+    destination the group's devices started flows to, by name where the flow was named and by address
+    where not, with flow counts and first/last seen in comments. Review it, then use it with --rules."""
+    from collections import Counter
+
+    from auditor.cli import _signatures
+    from auditor.config import load_settings
+    from auditor.devices.evidence import EvidenceTable
+    from auditor.devices.oui import OuiRegistry
+    from auditor.devices.table import DeviceTable
+    from auditor.devices.verdicts import DeviceVerdicts
+    from auditor.flows.localnet import LocalNetworks
+    from auditor.names.stage import NameStage
+    from auditor.paths import state_dir
+    from auditor.pipeline import analyze_files, fingerprint_payloads
+    from auditor.policy.learn import Learner
+    from auditor.policy.load import load_rules
+
+    try:
+        settings = load_settings(config, local_networks=tuple(local_net) if local_net else None)
+        catalog = _vendor_catalog(vendors)
+        signature_set = _signatures(signatures, catalog)
+        local = LocalNetworks(settings.local_networks)
+        evidence = EvidenceTable(signature_set)
+        names = NameStage()
+        payloads = fingerprint_payloads(evidence, Counter(), local, names)
+        devices = DeviceTable(local.contains)
+        learner = Learner()
+        stats = analyze_files(captures, settings, learner, payloads, devices=devices, names=names)
+        for line in stats.errors:
+            err_console.print(f"error: {escape(line)}", highlight=False)
+        if stats.errors and not stats.frames:
+            raise typer.Exit(2)
+        if not learner.flows:
+            err_console.print("error: nothing to learn: no flow was started by a local device", highlight=False)
+            raise typer.Exit(2)
+        verdicts = DeviceVerdicts(OuiRegistry.default(state_dir()), catalog, evidence)
+        text = learner.proposal(verdicts, severity=severity, ruleset=ruleset, sources=[str(c) for c in captures])
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+        checked = load_rules([out], _vocabulary(catalog))  # what we propose must load as it is
+    except AuditorError as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:  # a bad --severity or --ruleset
+        err_console.print(f"error: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    for warning in stats.warnings:
+        err_console.print(f"warning: {escape(warning)}", highlight=False)
+    typer.echo(f"wrote {out}: {len(checked.policies)} proposed policies from {learner.flows:,} flows of "
+               f"{learner.devices:,} devices; review it, then use it with --rules")

@@ -3,8 +3,9 @@
 source/destination carry the same fields as flows.jsonl, summed over the alert's flows;
 rule.* names the policy (a deny entry's finding: rule.id 'policy/deny-N'); destination.domain is
 the destination's name and auditor.name_source where it came from; auditor.status is 'open', or
-'waived' while a waiver (auditor.waiver) accepts the finding; event.severity is numeric as ECS wants it (Elastic Security's scale:
-21 low, 47 medium, 73 high, 99 critical) with the word in auditor.severity; labels carry one
+'waived' while a waiver (auditor.waiver) accepts the finding; event.severity is numeric as ECS
+wants it (Elastic Security's scale: 21 low, 47 medium, 73 high, 99 critical) with the word in
+auditor.severity; labels carry one
 key per restriction list the device's vendor is on (value: the clause).
 """
 

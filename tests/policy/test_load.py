@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from textwrap import dedent
 
@@ -190,12 +191,21 @@ def test_shipped_policies_and_the_example_load_against_the_shipped_catalog() -> 
     catalog = load_vendors(RULES / "vendors.yaml")
     vocabulary = Vocabulary(frozenset(v.id for v in catalog.vendors), frozenset(catalog.lists))
     shipped = load_rules([RULES / "policies"], vocabulary)
-    assert [p.policy.id for p in shipped.policies] == ["listed-vendor-local-only", "surveillance-local-only"]
-    assert shipped.policies[0].policy.devices[0].lists == ("ndaa-889", "fcc-covered", "entity-list")
-    example = load_rules([RULES / "examples"], vocabulary)
+    assert [p.policy.id for p in shipped.policies] == [
+        "high-risk-countries", "listed-vendor-local-only", "surveillance-local-only"]
+    assert shipped.policies[0].policy.severity is None  # a guard
+    assert shipped.set_entries("high-risk-countries")[0].countries == ("CN", "RU", "IR", "KP")
+    assert shipped.policies[1].policy.devices[0].lists == ("ndaa-889", "fcc-covered", "entity-list")
+    example = load_rules([RULES / "examples"], vocabulary, today=datetime.date(2026, 11, 22))
     assert [p.policy.id for p in example.policies] == [
-        "scanner-lane", "cameras-to-vms", "vms-stays-local", "listed-vendor-local-only"
+        "scanner-lane", "high-risk-countries", "cameras-to-vms", "vms-stays-local", "listed-vendor-local-only"
     ]
+    assert sorted(example.sets or {}) == ["camera-housekeeping", "camera-vendor-clouds", "high-risk-countries",
+                                          "site-services"]
+    assert [w.waiver.id for w in example.waivers] == ["ezviz-upnp-search"]
+    assert example.warnings == ()
+    later = load_rules([RULES / "examples"], vocabulary, today=datetime.date(2027, 1, 1))
+    assert len(later.warnings) == 1 and "waiver 'ezviz-upnp-search' expired on 2026-12-31" in later.warnings[0]
 
 
 def test_rule_folders_skip_hidden_files_and_subfolders_and_read_a_file_given_twice_once(tmp_path: Path) -> None:
