@@ -52,8 +52,8 @@ def test_unreadable_file_is_recorded_and_the_next_one_still_runs(tmp_path: Path)
     flows, stats = _run([tmp_path / "missing.pcap", junk, DEMO])
     assert [f.error is not None for f in stats.files] == [True, True, False]  # type: ignore[attr-defined]
     assert len(stats.errors) == 2  # type: ignore[attr-defined]
-    assert stats.frames == 213  # type: ignore[attr-defined]
-    assert sum(len(f) for f in flows) == 27
+    assert stats.frames == 217  # type: ignore[attr-defined]
+    assert sum(len(f) for f in flows) == 29
 
 
 def test_payload_hand_off_through_the_pipeline() -> None:
@@ -65,16 +65,16 @@ def test_payload_hand_off_through_the_pipeline() -> None:
     registry.by_flow_head("tcp-head", 1, heads.append)
     registry.by_ethertype("arp", 0x0806, arp.append)
     _, stats = _run([DEMO], payloads=registry)
-    # four DNS lookups (EZVIZ camera, Dahua NVR, PC, Hikvision Wi-Fi camera), each a query and an answer
-    assert len(dns) == 8
+    # five DNS lookups (EZVIZ camera twice, Dahua NVR, PC, Hikvision Wi-Fi camera), each a query and an answer
+    assert len(dns) == 10
     assert {p.sport if p.dport != 53 else p.dport for p in dns} == {53}
-    assert sorted(p.from_initiator for p in dns) == [False] * 4 + [True] * 4
+    assert sorted(p.from_initiator for p in dns) == [False] * 5 + [True] * 5
     # the first payload packet of each of the 9 TCP flows
     assert len(heads) == 9
     assert all(p.from_initiator for p in heads)
     assert any(p.data.startswith(b"OPTIONS rtsp://") for p in heads)
     assert len(arp) == 9
-    assert stats.payloads == {"dns": 8, "tcp-head": 9, "arp": 9}  # type: ignore[attr-defined]
+    assert stats.payloads == {"dns": 10, "tcp-head": 9, "arp": 9}  # type: ignore[attr-defined]
 
 
 def test_summary_counts_add_up() -> None:
@@ -82,7 +82,7 @@ def test_summary_counts_add_up() -> None:
     summary = stats.to_dict()  # type: ignore[attr-defined]
     assert summary["packets"] == summary["ip_packets"] + summary["arp_frames"] + summary["other_l2_frames"]
     assert summary["flows"] == sum(len(f) for f in flows) == sum(summary["flows_by_end_reason"].values())
-    assert summary["bytes"] == DEMO.stat().st_size - 24 - 16 * 213  # wire bytes = record payloads here
+    assert summary["bytes"] == DEMO.stat().st_size - 24 - 16 * 217  # wire bytes = record payloads here
     assert summary["errors"] == [] and summary["warnings"] == []
 
 

@@ -464,7 +464,10 @@ class PolicyJudge:
         source_ips = tuple(ip_text(*a) for a in sources)
         device = f"{mac:012X}" if mac else source_ips[0]
         rule_id = policy.id if rule.deny is None else f"{policy.id}/deny-{rule.deny}"
-        digest = hashlib.sha256(f"{loaded.ruleset}\0{rule_id}\0{device}\0{destination}".encode()).hexdigest()
+        key = f"{loaded.ruleset}\0{rule_id}\0{device}\0{destination}"
+        if rule.waiver is not None:  # a waived and an expired part of one finding are two alerts: two ids
+            key += f"\0{'expired' if rule.expired else 'waived'}\0{rule.waiver.waiver.id}"
+        digest = hashlib.sha256(key.encode()).hexdigest()
         service_list = tuple(sorted(services))
         domain = name[0] if name else None
         evidence: list[Evidence] = []

@@ -216,7 +216,7 @@ def test_demo_records_per_protocol(demo_evidence: tuple[EvidenceTable, Counter[s
         "wsdiscovery": 1,  # Hikvision camera Hello
         "ssdp": 1,  # EZVIZ M-SEARCH
         "mdns": 2,  # VMS query, Axis answer
-        "dns": 4,  # the 4 queries (QUERY_ONLY: answers are not handed over)
+        "dns": 5,  # the 5 queries (QUERY_ONLY: answers are not handed over)
         "dhcp": 4,  # Axis DISCOVER/OFFER/REQUEST/ACK
         "rtsp": 12,  # 3 RTSP flows x FLOW_HEAD_PACKETS (OPTIONS, 200, DESCRIBE, 401)
         "tls": 8,  # 4 sessions: ClientHello, ServerHello
