@@ -298,7 +298,7 @@ def _analyze(
         with _replacing(out / "devices.json", "wb") as fj, _replacing(out / "devices.csv", "w") as fc:
             write_devices(records.count(iter_device_records(devices, verdicts)), fj, fc)  # one device at a time
         with _replacing(out / "alerts.jsonl", "wb") as fa:
-            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo_lookup)  # streamed
+            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo_lookup, geo_databases(geo))  # streamed
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the outputs: {exc.strerror or exc}") from exc
     if judge.dropped_findings:
@@ -390,6 +390,11 @@ def _vocabulary(catalog: VendorCatalog | None) -> Vocabulary:
         vendors=frozenset(v.id for v in catalog.vendors) if catalog else None,
         lists=frozenset(catalog.lists) if catalog else None,
     )
+
+
+def geo_databases(geo: GeoReader | None) -> list[dict[str, str]]:
+    """Return each open GeoIP database's type and build date, for the outputs that use its answers."""
+    return [{"type": d.database_type, "build_date": d.build_date.isoformat()} for d in (geo.databases() if geo else [])]
 
 
 def _geo_for_rules(ruleset: RuleSet, settings: Settings) -> list[str]:

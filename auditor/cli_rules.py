@@ -164,7 +164,7 @@ def rules_rejudge(
     """Judge a finished run again with the current rule files, from its flows.jsonl and devices.json,
     without re-reading its captures; replaces OUT/alerts.jsonl. Verdicts follow the rules as they are
     now: nothing is stuck with the rules of the first run."""
-    from auditor.cli import _AlertTally, _replacing
+    from auditor.cli import _AlertTally, _replacing, geo_databases
     from auditor.output.alerts import write_alerts_jsonl
     from auditor.policy.types import SEVERITIES
 
@@ -175,7 +175,8 @@ def rules_rejudge(
         target.mkdir(parents=True, exist_ok=True)
         tally = _AlertTally()
         with _replacing(target / "alerts.jsonl", "wb") as fh:
-            write_alerts_jsonl(tally.count(again.judge.iter_alerts()), fh, again.geo.lookup if again.geo else None)
+            write_alerts_jsonl(tally.count(again.judge.iter_alerts()), fh, again.geo.lookup if again.geo else None,
+                               geo_databases(again.geo))
     except AuditorError as exc:
         raise _fail(exc) from None
     except OSError as exc:

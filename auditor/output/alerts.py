@@ -28,9 +28,11 @@ SEVERITY_NUMBERS = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 
 
 def alert_documents(
-    alerts: Iterable[Alert], observer: dict[str, Any] | None = None, geo: GeoLookup | None = None
+    alerts: Iterable[Alert], observer: dict[str, Any] | None = None, geo: GeoLookup | None = None,
+    geo_databases: list[dict[str, str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield one ECS document per alert; with `geo`, the destination's country and AS where known."""
+    """Yield one ECS document per alert; with `geo`, the destination's country and AS where known, and
+    with `geo_databases` which databases (type and build date) said so, in auditor.geoip."""
     for a in alerts:
         start, end = iso_time(a.first_ns), iso_time(a.last_ns)
         source: dict[str, Any] = {"ip": a.source_ips[0] if a.source_ips else None}
@@ -94,6 +96,8 @@ def alert_documents(
             auditor["vlans"] = list(a.vlans)
         if a.waiver_id is not None:
             auditor["waiver"] = a.waiver_id
+        if geo is not None and geo_databases:
+            auditor["geoip"] = geo_databases
         doc: dict[str, Any] = {
             "@timestamp": start,
             "ecs": {"version": ECS_VERSION},
@@ -130,10 +134,11 @@ def _evidence(e: Any) -> dict[str, Any]:
     return out
 
 
-def write_alerts_jsonl(alerts: Iterable[Alert], out: BinaryIO, geo: GeoLookup | None = None) -> int:
+def write_alerts_jsonl(alerts: Iterable[Alert], out: BinaryIO, geo: GeoLookup | None = None,
+                       geo_databases: list[dict[str, str]] | None = None) -> int:
     """Write alerts as JSON lines to `out`; return how many were written."""
     n = 0
-    for doc in alert_documents(alerts, geo=geo):
+    for doc in alert_documents(alerts, geo=geo, geo_databases=geo_databases):
         out.write(orjson.dumps(doc) + b"\n")
         n += 1
     return n
