@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +12,7 @@ import typer
 from rich.markup import escape
 
 from auditor.cli import _CONTROLS, _rule_set, _vendor_catalog, _vocabulary, err_console
-from auditor.devices.types import VendorVerdict
-from auditor.errors import AuditorError, OutputError
+from auditor.errors import AuditorError, OutputError, RuleFileError
 from auditor.policy.evaluate import geo_needs
 
 rules_app = typer.Typer(help="Rule files: check them, import MUD files, learn from traffic, explain verdicts.",
@@ -81,6 +81,15 @@ def rules_import_mud(
         conversion = mud.load_mud(mud_file, severity=severity, macs=tuple(mac or ()), vendors=tuple(vendor or ()),
                                   ruleset=ruleset)
         text = mud.to_yaml(conversion)
+        # what we print or write must load as a rule file, vendor ids included: check it first, as a
+        # run would, so a bad --vendor never leaves a file that only fails later
+        with tempfile.TemporaryDirectory() as tmp:
+            checked = Path(tmp) / (out.name if out is not None else "mud.yaml")
+            checked.write_text(text, encoding="utf-8")
+            try:
+                load_rules([checked], _vocabulary(_vendor_catalog(None)))
+            except RuleFileError as exc:  # name the MUD file, not the temporary copy
+                raise RuleFileError(f"{mud_file} (converted)", exc.line, exc.field, exc.message) from None
         if out is None:
             sys.stdout.write(text)
         else:
@@ -88,8 +97,6 @@ def rules_import_mud(
                 out.write_text(text, encoding="utf-8")
             except OSError as exc:
                 raise OutputError(f"{out}: cannot write: {exc.strerror or exc}") from exc
-            # what we wrote must load as a rule file (vendor ids included): check it as analyze will
-            load_rules([out], _vocabulary(_vendor_catalog(None)))
     except AuditorError as exc:
         raise _fail(exc) from None
     for warning in conversion.warnings:
@@ -113,8 +120,9 @@ class _Rejudged:
 
     def __init__(self, run: Path, rules: list[Path] | None, vendors: Path | None,
                  geoip: tuple[Path | None, Path | None], config: Path | None) -> None:
-        from auditor.cli import _geo, _geo_for_rules
+        from auditor.cli import _geo, _geo_for_rules, _signatures
         from auditor.config import load_settings
+        from auditor.devices.evidence import EvidenceTable
         from auditor.devices.oui import OuiRegistry
         from auditor.devices.verdicts import DeviceVerdicts
         from auditor.errors import ConfigError
@@ -132,14 +140,15 @@ class _Rejudged:
         self.ruleset = _rule_set(rules, catalog)
         self.geo_missing = _geo_for_rules(self.ruleset, settings)
         self.geo = _geo(settings)
+        # verdicts are made again from what each device said on the wire (devices.json `observed`), with
+        # the current catalog, signatures and pins: nothing is stuck with the first run's verdicts
         stored = read_devices(devices_path)
-        pinned = DeviceVerdicts(OuiRegistry.default(state_dir()), catalog, None, self.ruleset.pins)
-
-        def verdict_of(mac: int) -> VendorVerdict | None:
-            # a pin in the current rules beats the stored verdict, as it would in a new run
-            return pinned(mac) if mac in pinned.pins else stored.verdict_of(mac)
-
-        self.judge = PolicyJudge(self.ruleset, verdict_of, geo=self.geo, mud_url_of=stored.mud_url_of)
+        evidence = EvidenceTable(_signatures(None, catalog))
+        for mac, facts in stored.facts.items():
+            for protocol, field, value, seen_ns in facts:
+                evidence.observe(mac, seen_ns, protocol, [(field, value)])
+        verdicts = DeviceVerdicts(OuiRegistry.default(state_dir()), catalog, evidence, self.ruleset.pins)
+        self.judge = PolicyJudge(self.ruleset, verdicts, geo=self.geo, mud_url_of=verdicts.mud_url)
         self.flows_path = flows_path
         self.read = ReadStats()
 

@@ -32,6 +32,7 @@ class RuleFileError(ConfigError):
         self.path = path
         self.line = line
         self.field = field
+        self.message = message
         where = path if line is None else f"{path}:{line}"
         what = f"{field}: {message}" if field else message
         super().__init__(f"{where}: {what}")

@@ -121,9 +121,11 @@ def validate(path: Path, data: Any, lines: dict[Loc, int], model: type[T]) -> T:
         # a misspelt key shows up twice: as an unknown field and as a missing one; name the typo
         err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         inner = err.get("ctx", {}).get("error")
-        if isinstance(inner, LocatedError):
-            raise located(path, lines, inner.loc, str(inner)) from exc
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if isinstance(inner, LocatedError):
+            # raised by a nested model's validator: its location is relative to that model, whose own
+            # location is the error's (empty for the top-level model)
+            raise located(path, lines, (*loc, *inner.loc), str(inner)) from exc
         raise RuleFileError(str(path), line_of(lines, loc), field_name(loc) or None, _message(err)) from exc
 
 

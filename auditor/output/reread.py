@@ -135,10 +135,13 @@ def _ns(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class StoredDevices:
-    """Each MAC's verdict and announced MUD URL, as a run's devices.json recorded them."""
+    """Each MAC's verdict, announced MUD URL and stated facts, as a run's devices.json recorded them."""
 
     verdicts: dict[int, VendorVerdict]
     mud_urls: dict[int, str]
+    facts: dict[int, list[tuple[str, str, str, int]]]
+    """Per MAC: (protocol, field, value, first seen ns) of every fact it stated (`observed`), so its
+    verdict can be made again under the current catalog, signatures and pins."""
 
     def verdict_of(self, mac: int) -> VendorVerdict | None:
         return self.verdicts.get(mac)
@@ -152,12 +155,15 @@ def read_devices(path: Path) -> StoredDevices:
     data = orjson.loads(path.read_bytes())
     verdicts: dict[int, VendorVerdict] = {}
     mud_urls: dict[int, str] = {}
+    facts: dict[int, list[tuple[str, str, str, int]]] = {}
     for device in data.get("devices", []) if isinstance(data, dict) else []:
         try:
             mac = _mac(device["mac"])
             for fact in device.get("observed") or ():
-                if fact.get("field") == "mud_url" and fact.get("protocol") in ("dhcp", "dhcp6"):
-                    mud_urls[mac] = str(fact["value"])
+                protocol, field_, value = str(fact["protocol"]), str(fact["field"]), str(fact["value"])
+                facts.setdefault(mac, []).append((protocol, field_, value, _ns(fact["first_seen"])))
+                if field_ == "mud_url" and protocol in ("dhcp", "dhcp6"):
+                    mud_urls[mac] = value
             v = device.get("vendor")
             if v:
                 verdicts[mac] = VendorVerdict(
@@ -171,4 +177,4 @@ def read_devices(path: Path) -> StoredDevices:
                 )
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
-    return StoredDevices(verdicts, mud_urls)
+    return StoredDevices(verdicts, mud_urls, facts)

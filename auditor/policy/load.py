@@ -16,7 +16,7 @@ from typing import Any
 from auditor.devices.types import AnalystPin
 from auditor.errors import ConfigError, RuleFileError
 from auditor.policy.schema import Destination, DeviceSelector, Policy, RuleFile, Waiver, mac_value
-from auditor.yamlfile import Loc, line_of, load_yaml, located, validate
+from auditor.yamlfile import Loc, field_name, line_of, load_yaml, located, validate
 
 RULE_SUFFIXES = (".yaml", ".yml", ".json")
 """Rule files are YAML; a JSON file is a MUD file (RFC 8520), converted as it is read."""
@@ -142,11 +142,11 @@ def load_rules(paths: Iterable[Path], vocabulary: Vocabulary, today: datetime.da
             if name in sets:
                 raise located(file, lines, ("sets", name), f"set {name!r} is already defined at {set_where[name]}")
             sets[name] = entries
-            set_where[name] = f"{file}:{line_of(lines, ('sets', name))}"
+            set_where[name] = _where(file, lines, ("sets", name))
         for i, policy in enumerate(parsed.policies):
             loc: Loc = ("policies", i)
             _check_names(file, lines, loc, policy.devices, vocabulary)
-            where = f"{file}:{line_of(lines, loc)}"
+            where = _where(file, lines, loc)
             if policy.id in seen:
                 raise located(file, lines, (*loc, "id"),
                               f"policy id {policy.id!r} is already defined at {seen[policy.id]}")
@@ -158,7 +158,7 @@ def load_rules(paths: Iterable[Path], vocabulary: Vocabulary, today: datetime.da
         for i, waiver in enumerate(parsed.waivers):
             loc = ("waivers", i)
             _check_names(file, lines, loc, waiver.devices, vocabulary)
-            where = f"{file}:{line_of(lines, loc)}"
+            where = _where(file, lines, loc)
             if waiver.id in waiver_where:
                 raise located(file, lines, (*loc, "id"),
                               f"waiver id {waiver.id!r} is already defined at {waiver_where[waiver.id]}")
@@ -170,7 +170,7 @@ def load_rules(paths: Iterable[Path], vocabulary: Vocabulary, today: datetime.da
                 warnings.append(f"{where}: waiver {waiver.id!r} expired on {waiver.expires.isoformat()}: flows after "
                                 "that day are judged as if it were not there")
         for i, pin in enumerate(parsed.pins):
-            where = f"{file}:{line_of(lines, ('pins', i))}"
+            where = _where(file, lines, ("pins", i))
             mac = mac_value(pin.mac)
             if mac in pinned_where:
                 raise located(file, lines, ("pins", i, "mac"),
@@ -191,6 +191,12 @@ def load_rules(paths: Iterable[Path], vocabulary: Vocabulary, today: datetime.da
             known = ", ".join(sorted(sets)) or "none is defined"
             raise located(file, lines, loc, f"no destination set named {name!r} ({known})")
     return RuleSet(tuple(policies), tuple(sources), tuple(pins.values()), sets, tuple(waivers), tuple(warnings))
+
+
+def _where(file: Path, lines: dict[Loc, int], loc: Loc) -> str:
+    """Return 'file:line' of `loc`, or 'file: field' where the file has no lines (a converted MUD file)."""
+    line = line_of(lines, loc)
+    return f"{file}:{line}" if line is not None else f"{file}: {field_name(loc)}"
 
 
 def _read_rule_data(file: Path) -> tuple[Any, dict[Loc, int]]:
