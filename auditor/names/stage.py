@@ -197,6 +197,8 @@ def _host_name(host: str | None) -> str | None:
 
 
 def _is_address(text: str) -> bool:
+    if not (text[-1].isdigit() or ":" in text):  # a name ends in a letter label; skip the parse
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
