@@ -89,8 +89,10 @@ class PassiveDns:
 
     __slots__ = ("_by_address", "_by_pair", "_count", "evicted", "evicted_any", "grace_ns", "max_bindings", "max_chain")
 
-    def __init__(self, max_bindings: int = 500_000, grace_s: int = 300, max_chain: int = 8) -> None:
-        """max_chain caps the chain's length, question name included (so max_chain - 1 CNAME hops)."""
+    def __init__(self, max_bindings: int = 200_000, grace_s: int = 300, max_chain: int = 8) -> None:
+        """max_chain caps the chain's length, question name included (so max_chain - 1 CNAME hops).
+        A binding costs about 0.9 KB in both tables (measured): the default cap holds memory near 180 MB
+        on a site that resolves that many distinct names; older bindings are evicted first."""
         self.max_bindings = max_bindings
         self.grace_ns = grace_s * NS_PER_S
         """How long after the TTL a binding still names a flow: clients keep using addresses past it."""
