@@ -224,16 +224,16 @@ def rules_explain(
         alerts = run / "alerts.jsonl"
         if alerts.is_file():
             with open(alerts, "rb") as fh:
-                for line in fh:
+                for raw in fh:
                     try:
-                        doc = orjson.loads(line)
+                        doc = orjson.loads(raw)
                     except orjson.JSONDecodeError:
                         continue
                     if doc.get("event", {}).get("id") == what:
                         wanted_cids.update(doc.get("auditor", {}).get("community_ids", []))
         shown_count = 0
         for batch in read_flows(again.flows_path):
-            cids = batch.community_id or [None] * len(batch)
+            cids: list[str | None] = list(batch.community_id) if batch.community_id else [None] * len(batch)
             ids = batch.flow_id.tolist()
             for row in range(len(batch)):
                 if cids[row] == what or cids[row] in wanted_cids or str(ids[row]) == what:

@@ -103,7 +103,9 @@ def midstream_inbound(flows: FlowRecords) -> NDArray[np.bool_]:
     its first sender as the initiator, often the remote server of a device's long-lived connection,
     so the policy and the names stage treat its responder as the client."""
     flags = flows.src_tcp_flags | flows.dst_tcp_flags
-    return (flows.direction == DIRECTION_INBOUND) & (flows.ip_proto == 6) & ((flags & TCP_SYN) == 0)
+    inbound_tcp = (flows.direction == DIRECTION_INBOUND) & (flows.ip_proto == 6)
+    unseen: NDArray[np.bool_] = inbound_tcp & ((flags & TCP_SYN) == 0)
+    return unseen
 
 
 @dataclass(frozen=True, slots=True)
