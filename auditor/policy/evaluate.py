@@ -196,16 +196,8 @@ class PolicyJudge:
         """Judge finished flows; findings are added to the alerts."""
         if not self._policies or not len(flows):
             return
-        # initiator local: outbound or internal (direction = 2 * initiator_local + responder_local)
-        self._judge(flows, np.flatnonzero((flows.direction == DIRECTION_OUTBOUND)
-                                          | (flows.direction == DIRECTION_INTERNAL)))
-        # a TCP connection whose SYN the capture missed (it began before the capture) has no known
-        # initiator: the flow table took the first sender, often the remote server. Judge it from
-        # the local side, or a device's long-lived cloud connection would never be judged.
-        unseen = np.flatnonzero(midstream_inbound(flows))
-        if unseen.size:
-            reversed_ = reversed_flows(flows, unseen)
-            self._judge(reversed_, np.arange(len(reversed_)))
+        for started, rows in site_started(flows):
+            self._judge(started, rows)
 
     def _judge(self, flows: FlowRecords, rows: NDArray[np.intp]) -> None:
         if not rows.size:
@@ -709,6 +701,19 @@ class _Entry:
                 any_member[todo] = member.matches(view, at[left[todo]])
             hit[left] = any_member
         return hit
+
+
+def site_started(flows: FlowRecords) -> Iterator[tuple[FlowRecords, NDArray[np.intp]]]:
+    """Yield (flows, rows) of the flows a site device started, oriented from that device: those whose
+    initiator is local (outbound or internal; direction = 2 * initiator_local + responder_local),
+    then, reversed, the TCP connections whose SYN the capture missed and that look inbound (it began
+    before the capture: the table took the first sender, often the remote server, as initiator; judged
+    from the local side, or a device's long-lived cloud connection would never be judged)."""
+    yield flows, np.flatnonzero((flows.direction == DIRECTION_OUTBOUND) | (flows.direction == DIRECTION_INTERNAL))
+    unseen = np.flatnonzero(midstream_inbound(flows))
+    if unseen.size:
+        reversed_ = reversed_flows(flows, unseen)
+        yield reversed_, np.arange(len(reversed_))
 
 
 def _autoconfigured(version: int, hi: int, lo: int) -> bool:

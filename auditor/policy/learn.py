@@ -39,15 +39,13 @@ from pydantic import TypeAdapter, ValidationError
 from auditor.devices.types import DeviceClass, VendorVerdict
 from auditor.flows.types import (
     DIRECTION_INTERNAL,
-    DIRECTION_OUTBOUND,
     PORTED_PROTOCOLS,
     TRANSPORT_NAMES,
     FlowRecords,
     ip_text,
-    midstream_inbound,
 )
 from auditor.names.types import SOURCE_DNS, SOURCE_HTTP_HOST, SOURCE_QUIC, SOURCE_SNI
-from auditor.policy.evaluate import reversed_flows
+from auditor.policy.evaluate import site_started
 from auditor.policy.schema import PROTOCOL_NUMBERS, Domain
 from auditor.policy.types import SEVERITIES
 
@@ -158,13 +156,8 @@ class Learner:
         """Sum the flows that site devices started (those PolicyJudge judges) per device x destination."""
         if not len(flows):
             return
-        self._add(flows, np.flatnonzero((flows.direction == DIRECTION_OUTBOUND)
-                                        | (flows.direction == DIRECTION_INTERNAL)))
-        # a TCP connection whose SYN the capture missed is judged from its local side: learn it so too
-        unseen = np.flatnonzero(midstream_inbound(flows))
-        if unseen.size:
-            reversed_ = reversed_flows(flows, unseen)
-            self._add(reversed_, np.arange(len(reversed_)))
+        for started, rows in site_started(flows):  # exactly the flows PolicyJudge judges
+            self._add(started, rows)
 
     def _rule_name(self, name: str) -> str | None:
         """Return how rules spell `name` so that its policy matches it exactly, or None when they cannot."""
