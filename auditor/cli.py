@@ -265,6 +265,7 @@ def _analyze(
     verdicts = DeviceVerdicts(registry, catalog, evidence, ruleset.pins)
     judge = PolicyJudge(ruleset, verdicts, geo=geo, mud_url_of=verdicts.mud_url)
     geo_lookup = geo.lookup if geo is not None else None
+    databases = geo_databases(geo)
     try:
         out.mkdir(parents=True, exist_ok=True)
         flows_file = open(out / "flows.jsonl", "wb")  # noqa: SIM115 - closed below, after the run
@@ -274,7 +275,7 @@ def _analyze(
         writer = JsonLinesWriter(flows_file)
 
         def write_flows(records: FlowRecords) -> None:
-            writer.write_lines(flow_json_lines(with_community_ids(records), geo=geo_lookup))
+            writer.write_lines(flow_json_lines(with_community_ids(records), geo=geo_lookup, geo_databases=databases))
 
         # Formatting JSON runs in a forked child, beside the packet engine. Nothing here starts a
         # thread (the progress bar is refreshed by hand), so forking stays safe.
@@ -298,7 +299,7 @@ def _analyze(
         with _replacing(out / "devices.json", "wb") as fj, _replacing(out / "devices.csv", "w") as fc:
             write_devices(records.count(iter_device_records(devices, verdicts)), fj, fc)  # one device at a time
         with _replacing(out / "alerts.jsonl", "wb") as fa:
-            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo_lookup, geo_databases(geo))  # streamed
+            write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo_lookup, databases)  # streamed
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the outputs: {exc.strerror or exc}") from exc
     if judge.dropped_findings:

@@ -101,13 +101,15 @@ def _geo_fields(info: GeoInfo | None) -> dict[str, Any]:
 
 
 def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None,
-                   geo: GeoLookup | None = None) -> Iterator[dict[str, Any]]:
+                   geo: GeoLookup | None = None,
+                   geo_databases: list[dict[str, str]] | None = None) -> Iterator[dict[str, Any]]:
     """Yield one ECS document per flow, oriented from initiator (source) to responder (destination).
 
     With names (names/), the responder's name is destination.domain and auditor.name_source says
     where it came from; a TCP connection whose SYN was missed and looks inbound is named from its
     local side, so its name is the source's (source.domain). With `geo`, the remote side carries
-    geo.country_iso_code and as.number / as.organization.name.
+    geo.country_iso_code and as.number / as.organization.name, and auditor.geoip says which
+    databases (`geo_databases`: type and build date) gave them.
     """
     if not len(flows):
         return
@@ -136,8 +138,9 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None,
         if name:
             (source if swapped else destination)["domain"] = name
         side, info = _remote_geo(geo, direction, sip, dip)
-        if side:
-            (source if side == "source" else destination).update(_geo_fields(info))
+        placed = _geo_fields(info) if side else {}
+        if placed:
+            (source if side == "source" else destination).update(placed)
         network: dict[str, Any] = {
             "type": "ipv4" if version == 4 else "ipv6",
             "iana_number": str(proto),
@@ -160,6 +163,8 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None,
             auditor["name_source"] = NAME_SOURCES[name_source]
         if mismatch:
             auditor["dns_name"] = mismatch
+        if placed and geo_databases:
+            auditor["geoip"] = geo_databases
         doc: dict[str, Any] = {
             "@timestamp": start,
             "ecs": ecs,
@@ -186,7 +191,7 @@ __all__ = ["ECS_VERSION", "flow_documents", "flow_json_lines", "tcp_flag_text"]
 
 
 def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None,
-                    geo: GeoLookup | None = None) -> list[bytes]:
+                    geo: GeoLookup | None = None, geo_databases: list[dict[str, str]] | None = None) -> list[bytes]:
     """Return the documents of flow_documents as JSON lines, byte for byte, without building dicts.
 
     Every string in a flow record is one we formatted (addresses, MACs, times, Community IDs,
@@ -203,6 +208,7 @@ def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None,
         '","ecs":{"version":"' + ECS_VERSION + '"},"event":{"kind":"event","category":["network"],'
         '"type":["connection","end"],"dataset":"auditor.flow","start":"'
     )
+    geoip = ',"geoip":' + orjson.dumps(geo_databases).decode() if geo_databases else ""
     lines: list[bytes] = []
     append = lines.append
     for (start, end, duration, sip, dip, smac, dmac, version, proto, sport, dport, vlan, inner,
@@ -217,19 +223,20 @@ def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None,
                 src_extra = named
             else:
                 dst_extra = named
-        if side:
-            fields = _geo_fields(info)
-            if fields:
-                placed = "," + orjson.dumps(fields).decode()[1:-1]
-                if side == "source":
-                    src_extra += placed
-                else:
-                    dst_extra += placed
+        fields = _geo_fields(info) if side else {}
+        if fields:
+            placed = "," + orjson.dumps(fields).decode()[1:-1]
+            if side == "source":
+                src_extra += placed
+            else:
+                dst_extra += placed
         names = ""
         if name_source is not None:
             names = f',"name_source":"{NAME_SOURCES[name_source]}"'
             if mismatch:
                 names += ',"dns_name":' + orjson.dumps(mismatch).decode()
+        if fields:
+            names += geoip
         transport = TRANSPORT_NAMES.get(proto)
         if vlan != NO_VLAN:
             vlans = f',"vlan":{{"id":"{vlan}"}}'

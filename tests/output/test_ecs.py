@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -9,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditor.flows.types import DIRECTION_OUTBOUND, END_REASONS, END_TCP_CLOSE, FlowRecords
+from auditor.geo.types import GeoInfo
+from auditor.names.types import NAME_SOURCES
 from auditor.output.ecs import flow_documents, flow_json_lines, tcp_flag_text
 from auditor.output.jsonl import JsonLinesWriter
 
@@ -156,3 +159,37 @@ def test_jsonl_writer_writes_ready_lines() -> None:
     assert writer.write_lines([b'{"a":1}', b'{"b":2}']) == 2
     assert writer.write_lines([]) == 0
     assert stream.getvalue() == b'{"a":1}\n{"b":2}\n'
+
+
+def _fake_geo(ip: str) -> GeoInfo:
+    """A lookup that knows some addresses: by the last character, a country, an AS, both or nothing."""
+    last = ip[-1]
+    if last in "0123":
+        return GeoInfo(country="CN", asn=64498, as_org='Demo "Cloud" \\ \u2028 CN')
+    if last in "45":
+        return GeoInfo(country="IE", asn=None, as_org=None)
+    if last in "67":
+        return GeoInfo(country=None, asn=7018, as_org=None)
+    return GeoInfo(country=None, asn=None, as_org=None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.booleans())
+def test_flow_json_lines_with_names_and_geo_equal_orjson_of_flow_documents(data: st.DataObject, with_geo: bool) -> None:
+    records = data.draw(st.composite(_random_records)())
+    n = len(records)
+    wire_names = st.one_of(st.none(), st.text(max_size=30), st.sampled_from(['a"b\\c', "\x1b[31mred", "x\ny"]))
+    records = dataclasses.replace(
+        records,
+        domain=data.draw(st.lists(wire_names, min_size=n, max_size=n)),
+        name_source=np.array(data.draw(st.lists(st.integers(0, len(NAME_SOURCES) - 1), min_size=n, max_size=n)),
+                             dtype=np.uint8),
+        name_mismatch=data.draw(st.lists(wire_names, min_size=n, max_size=n)),
+    )
+    geo = _fake_geo if with_geo else None
+    databases = [{"type": "GeoLite2-Country", "build_date": "2026-11-01"}] if with_geo else None
+    want = [orjson.dumps(doc) for doc in flow_documents(records, geo=geo, geo_databases=databases)]
+    got = flow_json_lines(records, geo=geo, geo_databases=databases)
+    assert got == want
+    for line in got:  # wire text stays inside its JSON string: every line parses
+        orjson.loads(line)
