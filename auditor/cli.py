@@ -602,7 +602,9 @@ if __name__ == "__main__":
     app()
 
 
-# the rules verbs live in their own module; imported last, as they reuse this module's helpers
+# the rules verbs and the live sensor live in their own modules; imported last, as they reuse this
+# module's helpers (importing cli_sense registers `sense` and `status` on app)
+from auditor import cli_sense  # noqa: E402, F401
 from auditor.cli_rules import rules_app  # noqa: E402
 
 app.add_typer(rules_app, name="rules")

@@ -39,6 +39,30 @@ class FlowSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorSettings:
+    """The live sensor's capture and output ([sensor] in auditor.toml; `auditor sense` flags win)."""
+
+    __pydantic_config__ = _STRICT
+
+    snaplen: Annotated[int, at.Ge(64), at.Le(262_144)] = 65_535
+    """Bytes kept of each frame (payload parsers need whole heads: keep the default)."""
+    promiscuous: bool = True
+    """A SPAN port delivers other hosts' frames: without promiscuous mode the NIC drops them."""
+    buffer_mib: Annotated[int, at.Ge(1), at.Le(4096)] = 64
+    """Kernel capture buffer: absorbs bursts while the engine is busy."""
+    bpf: str = ""
+    """A capture filter (tcpdump syntax), e.g. 'not port 22'; empty: every frame."""
+    flush_interval_s: Annotated[float, at.Gt(0)] = 60.0
+    """Devices, metrics and ended flows are written at least this often."""
+    rules: tuple[str, ...] = ()
+    """Rule files or folders; empty: $CONFIGURATION_DIRECTORY/policies, else the shipped policies."""
+    rotate_mib: Annotated[int, at.Ge(1)] = 256
+    """flows.jsonl is rotated (flows-<time>.jsonl) when it reaches this size."""
+    keep_rotated: Annotated[int, at.Ge(0)] = 30
+    """Rotated flow files kept; older ones are deleted."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a run can be told; defaults suit a typical site."""
 
@@ -51,6 +75,7 @@ class Settings:
     """A country (or City, or IPinfo lite) .mmdb file; the auditor never downloads one."""
     geoip_asn: str | None = None
     """An ASN (or ISP, or IPinfo lite) .mmdb file."""
+    sensor: SensorSettings = field(default_factory=SensorSettings)
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> Settings:

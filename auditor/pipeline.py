@@ -15,7 +15,7 @@ import numpy as np
 from auditor import __version__
 from auditor.capture.files import open_capture
 from auditor.capture.prefetch import PrefetchSource
-from auditor.capture.types import DEFAULT_BATCH_FRAMES, PacketSource
+from auditor.capture.types import DEFAULT_BATCH_FRAMES, Batch, PacketSource
 from auditor.config import Settings
 from auditor.decode import decode
 from auditor.decode.types import KIND_ARP, KIND_IP, KIND_OTHER_L2
@@ -203,6 +203,87 @@ def flow_options(settings: Settings) -> FlowOptions:
     )
 
 
+class Engine:
+    """One flow table and the stages after it, fed batch by batch: the same engine for capture files
+    (analyze_files) and a live interface (live/sensor.py).
+
+    Each batch is decoded, its IP packets join their flows, the payloads later stages asked for are
+    handed over, devices learn from it, and flows that ended are named, judged and sunk, in that order.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: FlowSink,
+        payloads: PayloadRegistry | None = None,
+        devices: DeviceTable | None = None,
+        policy: PolicyJudge | None = None,
+        names: NameStage | None = None,
+        stats: RunStats | None = None,
+    ) -> None:
+        self.table = FlowTable(flow_options(settings))
+        self.sink = sink
+        self.payloads = payloads
+        self.devices = devices
+        self.policy = policy
+        self.names = names
+        self.stats = stats if stats is not None else RunStats()
+        self._want_index = payloads is not None and payloads.needs_payload_index
+
+    def process(self, batch: Batch) -> None:
+        """Run one batch of frames through every stage."""
+        h = decode(batch)
+        flows, ended = self.table.process(h, payload_index=self._want_index)
+        if self.payloads is not None and len(self.payloads):
+            self.payloads.dispatch(h, flows)
+        if self.devices is not None:
+            self.devices.update(h)
+        self.emit(ended)
+        stats = self.stats
+        kinds = np.bincount(h.kind, minlength=4)
+        stats.ip_packets += int(kinds[KIND_IP])
+        stats.arp_frames += int(kinds[KIND_ARP])
+        stats.other_l2_frames += int(kinds[KIND_OTHER_L2])
+        stats.skipped.update(h.skip_counts())
+
+    def expire(self, now_ns: int) -> None:
+        """End the flows idle at `now_ns` (a live link's clock: no packet may come to advance time)."""
+        self.emit(self.table.expire(now_ns))
+
+    def flush(self) -> None:
+        """End every flow still open (end of capture, or the sensor stopping)."""
+        self.emit(self.table.flush())
+
+    def emit(self, records: FlowRecords | None) -> None:
+        """Hand ended flows on: named, counted, to the device table, judged, then to the sink."""
+        if records is None or not len(records):
+            return
+        if self.names is not None:
+            records = self.names.annotate(records)
+        stats = self.stats
+        stats.flows += len(records)
+        stats.flows_by_end.update(
+            {END_REASONS[i]: int(c) for i, c in enumerate(np.bincount(records.end_reason)) if c}
+        )
+        if self.devices is not None:
+            self.devices.add_flows(records)
+        if self.policy is not None:
+            self.policy.judge(records)
+        self.sink(records)
+
+    def finish(self) -> RunStats:
+        """Copy the end-of-run counters into the stats and return them."""
+        stats = self.stats
+        stats.orphan_fragments = self.table.fragments.orphans
+        stats.key_collisions = self.table.collisions
+        if self.payloads is not None:
+            stats.payloads.clear()
+            stats.payloads.update(self.payloads.delivered)
+            stats.payload_crashes.clear()
+            stats.payload_crashes.update(self.payloads.crashed)
+        return stats
+
+
 def analyze_files(
     paths: Sequence[str | os.PathLike[str]],
     settings: Settings,
@@ -225,25 +306,9 @@ def analyze_files(
     is named first (names/), so the policy and the sink see its destination's name.
     """
     reporter = reporter or SilentReporter()
-    stats = RunStats()
-    table = FlowTable(flow_options(settings))
     started = time.perf_counter()
-    want_index = payloads is not None and payloads.needs_payload_index
-
-    def emit(records: FlowRecords | None) -> None:
-        if records is not None and len(records):
-            if names is not None:
-                records = names.annotate(records)
-            stats.flows += len(records)
-            stats.flows_by_end.update(
-                {END_REASONS[i]: int(c) for i, c in enumerate(np.bincount(records.end_reason)) if c}
-            )
-            if devices is not None:
-                devices.add_flows(records)
-            if policy is not None:
-                policy.judge(records)
-            sink(records)
-
+    engine = Engine(settings, sink, payloads, devices, policy, names)
+    stats = engine.stats
     for path in paths:
         name = os.fspath(path)
         fstats = FileStats(name=name)
@@ -262,18 +327,7 @@ def analyze_files(
         reporter.file_started(name, size)
         with source:
             for batch in source.batches(batch_frames):
-                h = decode(batch)
-                flows, ended = table.process(h, payload_index=want_index)
-                if payloads is not None and len(payloads):
-                    payloads.dispatch(h, flows)
-                if devices is not None:
-                    devices.update(h)
-                emit(ended)
-                kinds = np.bincount(h.kind, minlength=4)
-                stats.ip_packets += int(kinds[KIND_IP])
-                stats.arp_frames += int(kinds[KIND_ARP])
-                stats.other_l2_frames += int(kinds[KIND_OTHER_L2])
-                stats.skipped.update(h.skip_counts())
+                engine.process(batch)
                 fstats.frames += len(batch)
                 fstats.bytes += int(batch.wirelen.sum(dtype=np.uint64))
                 reporter.advanced(source.stats.bytes_read)
@@ -283,11 +337,7 @@ def analyze_files(
         stats.frames += fstats.frames
         stats.bytes += fstats.bytes
 
-    emit(table.flush())
-    stats.orphan_fragments = table.fragments.orphans
-    stats.key_collisions = table.collisions
-    if payloads is not None:
-        stats.payloads.update(payloads.delivered)
-        stats.payload_crashes.update(payloads.crashed)
+    engine.flush()
+    engine.finish()
     stats.elapsed_s = time.perf_counter() - started
     return stats

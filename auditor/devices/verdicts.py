@@ -44,6 +44,11 @@ class DeviceVerdicts:
         self._max = max_entries
         self._known: dict[int, tuple[int, VendorVerdict | None]] = {}
 
+    def set_pins(self, pins: Iterable[AnalystPin]) -> None:
+        """Replace the analysts' pins (rule files reloaded) and forget every cached verdict."""
+        self.pins = {p.mac: p for p in pins}
+        self._known.clear()
+
     def facts(self, mac: int) -> DeviceFacts | None:
         """Return what `mac` stated on the wire, or None."""
         return self.evidence.get(mac) if self.evidence is not None else None

@@ -177,6 +177,12 @@ class FlowTable:
         flows = BatchFlows(rows=rows, flow_id=flow_id, from_initiator=from_init, payload_index=index)
         return flows, _concat_records(ended)
 
+    def expire(self, now_ns: int) -> FlowRecords | None:
+        """End the flows idle at `now_ns` and return them: on a live link time passes without packets,
+        and a flow whose peer fell silent must still end (this sweeps whenever it is due)."""
+        self._now_ns = max(self._now_ns, now_ns)
+        return self._maybe_sweep(self._now_ns)
+
     def flush(self) -> FlowRecords | None:
         """End every flow still in the table (end of capture) and return them."""
         slots = self._index_slot.copy()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import traceback
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -101,6 +102,11 @@ def _child_main(
     # child never sees end-of-file and waits forever.
     for conn in parents:
         conn.close()
+    # Stopping is the parent's to decide: a Ctrl-C or systemd's SIGTERM reaches the whole process
+    # group, and a writer killed by it would lose the records the parent is still flushing to it.
+    # The parent ends it by closing the pipe (or the child sees end-of-file if the parent dies).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     yield_cpu()
     try:
         while True:

@@ -156,6 +156,8 @@ class PolicyJudge:
         """Local source addresses seen per initiator MAC, until it counts as a router."""
         self._routers: set[int] = set()
         self._sums = AlertSums(max_alerts)
+        self._drained = 0
+        """Alert rows already handed out by drain_new()."""
         self._rules: list[_Rule] = []
         self._rule_index: dict[tuple[int, int | None, int | None, bool], int] = {}
         for index, policy in enumerate(self._policies):
@@ -423,16 +425,33 @@ class PolicyJudge:
             values = {name: columns[name][row] for name in names}
             yield self._alert(values, sums.extras.get(row), ids[row], sums.names.get(row))
 
-    def _community_ids(self) -> list[list[str]]:
-        """Return the Community IDs of each alert's sampled flows (all computed in one vectorised pass)."""
-        samples = list(self._sums.samples())
+    def drain_new(self) -> Iterator[Alert]:
+        """Yield the alerts made since the last call, in the order they fired (a live sensor appends them
+        to alerts.jsonl as they fire; their sums keep growing in alerts())."""
+        start, end = self._drained, len(self._sums)
+        if start >= end:
+            return
+        self._drained = end
+        col = self._sums.column
+        names = ("policy", "selector", "mac", "dst_version", "dst_hi", "dst_lo", "dst_local", "first_ns", "last_ns",
+                 "flows", "src_packets", "src_bytes", "dst_packets", "dst_bytes", "src_version", "src_hi", "src_lo",
+                 "proto", "port", "vlan")
+        columns = {name: col(name)[start:end].tolist() for name in names}
+        ids = self._community_ids(since=start)
+        for i, row in enumerate(range(start, end)):
+            values = {name: columns[name][i] for name in names}
+            yield self._alert(values, self._sums.extras.get(row), ids[row - start], self._sums.names.get(row))
+
+    def _community_ids(self, since: int = 0) -> list[list[str]]:
+        """Return the Community IDs of the sampled flows of alerts `since`.. (one vectorised pass)."""
+        samples = [(row - since, s) for row, s in self._sums.samples() if row >= since]
         cols = np.array([s for _, s in samples], dtype=np.uint64).reshape(-1, 8).T
         version, proto, s_hi, s_lo, d_hi, d_lo, sport, dport = cols
         ft = flow_tuple(version.astype(np.uint8), proto.astype(np.uint8), s_hi, s_lo, d_hi, d_lo,
                         sport.astype(np.uint16), dport.astype(np.uint16))
         texts = community_ids(version.astype(np.uint8), proto.astype(np.uint8), ft.a_hi, ft.a_lo, ft.b_hi, ft.b_lo,
                               ft.port_a, ft.port_b)
-        out: list[list[str]] = [[] for _ in range(len(self._sums))]
+        out: list[list[str]] = [[] for _ in range(len(self._sums) - since)]
         for (row, _), text in zip(samples, texts, strict=True):
             out[row].append(text)
         return out

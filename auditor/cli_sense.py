@@ -1,0 +1,144 @@
+"""`auditor sense` (the live sensor) and `auditor status` (what running sensors last reported)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from auditor.cli import _geo, _geo_for_rules, _rule_set, _signatures, _vendor_catalog, app, err_console, geo_databases
+from auditor.errors import AuditorError
+from auditor.paths import state_dir
+
+
+@app.command()
+def sense(
+    interface: Annotated[str, typer.Option("--interface", "-i", help="Capture interface (the SPAN or mirror port).")],
+    bpf: Annotated[str | None, typer.Option("--bpf", help="Capture filter, tcpdump syntax ([sensor] bpf).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="auditor.toml settings file.")] = None,
+    rules: Annotated[
+        list[Path] | None, typer.Option("--rules", "-r", help="Rule file or folder (repeat; [sensor] rules).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: the state directory's INTERFACE/).")
+    ] = None,
+    vendors: Annotated[Path | None, typer.Option("--vendors", help="Vendor catalog.")] = None,
+    signatures: Annotated[Path | None, typer.Option("--signatures", help="Protocol signatures.")] = None,
+    flush_interval: Annotated[
+        float | None, typer.Option("--flush-interval", help="Seconds between output flushes ([sensor]).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds (tests, trials).")
+    ] = None,
+) -> None:
+    """Capture on INTERFACE until stopped, with the same engine as `analyze`: devices, flows and alerts
+    are written to the output folder as they happen. SIGHUP reloads the rule files (a bad one is
+    refused and the old rules stay); SIGTERM or SIGINT flush everything and exit 0. Sends READY,
+    STATUS and WATCHDOG to systemd ($NOTIFY_SOCKET) when run as a Type=notify service."""
+    from dataclasses import replace
+
+    from auditor.config import load_settings
+    from auditor.devices.oui import OuiRegistry
+    from auditor.live.sensor import Sensor, SensorInputs
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(config)
+        overrides: dict[str, Any] = {}
+        if bpf is not None:
+            overrides["bpf"] = bpf
+        if flush_interval is not None:
+            if flush_interval <= 0:
+                raise typer.BadParameter("must be above 0", param_hint="--flush-interval")
+            overrides["flush_interval_s"] = flush_interval
+        if overrides:
+            settings = replace(settings, sensor=replace(settings.sensor, **overrides))
+        catalog = _vendor_catalog(vendors)
+        rule_paths = list(rules or [Path(p) for p in settings.sensor.rules]) or None
+
+        def load_rules() -> Any:
+            return _rule_set(rule_paths, catalog)
+
+        load_rules()  # a bad rule file stops the start, before any capture
+        geo = _geo(settings)
+        inputs = SensorInputs(
+            interface=interface, settings=settings, out_dir=out or state_dir() / _safe(interface),
+            catalog=catalog, signatures=_signatures(signatures, catalog), registry=OuiRegistry.default(state_dir()),
+            load_rules=load_rules, geo=geo, geo_databases=tuple(geo_databases(geo)),
+            rule_warnings=lambda r: _geo_for_rules(r, settings),
+        )
+        sensor = Sensor(inputs)
+    except AuditorError as exc:
+        err_console.print(f"error: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        err_console.print(f"error: cannot write the sensor's outputs: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    raise typer.Exit(sensor.run(max_seconds=duration))
+
+
+def _safe(interface: str) -> str:
+    """An interface name as a folder name (they are short and plain, but never trust a path part)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in interface).lstrip(".") or "_"
+
+
+@app.command()
+def status(
+    folder: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where sensors write (default: the state directory).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status records as JSON.")] = False,
+) -> None:
+    """Show what each sensor last reported: packets received and dropped, skipped, active flows,
+    findings, alerts, and how long ago. Exit 1 when a running sensor's report is stale or it drops."""
+    base = folder or state_dir()
+    records = []
+    for path in sorted(base.glob("*/status.json")):
+        try:
+            records.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            err_console.print(f"warning: {escape(str(path))}: unreadable: {escape(str(exc))}", highlight=False)
+    if not records:
+        err_console.print(f"no sensor status under {escape(str(base))}", highlight=False)
+        raise typer.Exit(2)
+    if as_json:
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+    bad = False
+    now = time.time()
+    for r in records:
+        a = r.get("auditor", {})
+        iface = r.get("observer", {}).get("ingress", {}).get("interface", {}).get("name", "?")
+        age = now - _epoch(r.get("@timestamp", ""))
+        stale = a.get("state") == "running" and age > 3 * float(a.get("flush_interval_s", 60))
+        packets = a.get("packets", {})
+        drops = int(packets.get("dropped", 0)) + int(packets.get("interface_dropped", 0))
+        bad |= stale or drops > 0
+        if not as_json:
+            note = " STALE (no report for 3 intervals: is it running?)" if stale else ""
+            typer.echo(
+                f"{iface}: {a.get('state')}{note}, reported {age:,.0f} s ago; packets received "
+                f"{packets.get('received', 0):,}, dropped {packets.get('dropped', 0):,} (kernel) "
+                f"{packets.get('interface_dropped', 0):,} (interface); skipped {a.get('skipped_total', 0):,}; "
+                f"flows active {a.get('flows', {}).get('active', 0):,}; findings {a.get('findings', 0):,}; "
+                f"alerts {a.get('alerts', 0):,}; rule reloads {a.get('rule_reloads', 0)} "
+                f"(failed {a.get('rule_reload_failures', 0)})"
+            )
+            if a.get("last_error"):
+                typer.echo(f"  last error: {a['last_error']}")
+    if bad:
+        raise typer.Exit(1)
+
+
+def _epoch(text: str) -> float:
+    import datetime
+
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0

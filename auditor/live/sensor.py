@@ -1,0 +1,293 @@
+"""`auditor sense`: the flow engine on a live interface, for months, under systemd.
+
+The loop polls the capture (never blocking longer than a quarter second), runs each batch through
+the same Engine as `analyze`, appends alerts to alerts.jsonl as they fire, and at every flush
+interval ends idle flows by the wall clock, rewrites the device inventory and the current alert
+sums, and writes a metric record (packets received and dropped, skipped per reason, active flows,
+findings). SIGHUP reloads the rule files (a bad file is logged and the old rules stay); SIGTERM and
+SIGINT end every flow, write everything and return 0.
+
+Outputs, in the sensor's folder (the state directory's <interface>/): flows.jsonl (rotated by
+size), alerts.jsonl (appended as alerts fire), alerts-current.jsonl (every alert with its sums so
+far), devices.json and devices.csv, metrics.jsonl (one metric record per interval) and status.json
+(the last one, for `auditor status`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, BinaryIO
+
+import orjson
+
+from auditor import __version__
+from auditor.capture.live import LiveSource
+from auditor.config import Settings
+from auditor.devices.evidence import EvidenceTable
+from auditor.devices.oui import OuiRegistry
+from auditor.devices.signatures import SignatureSet
+from auditor.devices.table import DeviceTable
+from auditor.devices.vendors import VendorCatalog
+from auditor.devices.verdicts import DeviceVerdicts, iter_device_records
+from auditor.errors import AuditorError
+from auditor.flows.community_id import with_community_ids
+from auditor.flows.localnet import LocalNetworks
+from auditor.flows.types import FlowRecords
+from auditor.live.notify import Notifier
+from auditor.names.stage import NameStage
+from auditor.output.alerts import write_alerts_jsonl
+from auditor.output.background import BackgroundSink
+from auditor.output.devices import write_devices
+from auditor.output.ecs import ECS_VERSION, flow_json_lines
+from auditor.output.rotating import RotatingJsonl
+from auditor.pipeline import Engine, RunStats, fingerprint_payloads
+from auditor.policy.evaluate import GeoLookup, PolicyJudge
+from auditor.policy.load import RuleSet
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorInputs:
+    """What the command line prepared: every file is read and checked before capture starts."""
+
+    interface: str
+    settings: Settings
+    out_dir: Path
+    catalog: VendorCatalog | None
+    signatures: SignatureSet
+    registry: OuiRegistry
+    load_rules: Callable[[], RuleSet]
+    """Reads the rule files (again on SIGHUP); raises AuditorError for a bad one."""
+    geo: GeoLookup | None = None
+    geo_databases: tuple[dict[str, str], ...] = ()
+    rule_warnings: Callable[[RuleSet], list[str]] | None = None
+    """Warnings about a rule set beyond its own (e.g. a GeoIP database its entries need is missing)."""
+
+
+class Sensor:
+    """Owns the capture, the engine and the outputs of one interface; run() until a stop signal."""
+
+    def __init__(self, inputs: SensorInputs, source: Any = None, notifier: Notifier | None = None) -> None:
+        self.inputs = inputs
+        s = inputs.settings.sensor
+        self.out = inputs.out_dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.rules = inputs.load_rules()
+        self._warn_rules(self.rules)
+        self.source = source if source is not None else LiveSource(
+            inputs.interface, s.bpf, s.snaplen, s.promiscuous, s.buffer_mib)
+        self.notify = notifier or Notifier()
+        local = LocalNetworks(inputs.settings.local_networks)
+        self.devices = DeviceTable(local.contains)
+        self.evidence = EvidenceTable(inputs.signatures)
+        self.names = NameStage()
+        payloads = fingerprint_payloads(self.evidence, None, local, self.names)
+        self.verdicts = DeviceVerdicts(inputs.registry, inputs.catalog, self.evidence, self.rules.pins)
+        self.judge = self._judge(self.rules)
+        self.stats = RunStats()
+        self._flows = RotatingJsonl(self.out / "flows.jsonl", s.rotate_mib * 1024 * 1024, s.keep_rotated)
+        self._geo_lookup = inputs.geo.lookup if inputs.geo is not None else None
+        geo, databases = self._geo_lookup, list(inputs.geo_databases)
+        flows_file = self._flows
+
+        def write_flows(records: FlowRecords) -> None:  # runs in the writer process
+            flows_file.write_lines(flow_json_lines(with_community_ids(records), geo=geo, geo_databases=databases))
+
+        self._sink: BackgroundSink[FlowRecords] = BackgroundSink(write_flows, on_close=flows_file.close)
+        self.engine = Engine(inputs.settings, self._sink, payloads, self.devices, self.judge, self.names, self.stats)
+        self._alerts: BinaryIO = open(self.out / "alerts.jsonl", "ab")  # noqa: SIM115 - for the sensor's life
+        self._metrics = RotatingJsonl(self.out / "metrics.jsonl", s.rotate_mib * 1024 * 1024, s.keep_rotated)
+        self._stop = False
+        self._reload = False
+        self.reloads = 0
+        self.reload_failures = 0
+        self.alerts_written = 0
+        self.started = time.time()
+        self.last_error: str | None = None
+
+    def _judge(self, rules: RuleSet) -> PolicyJudge:
+        return PolicyJudge(rules, self.verdicts, geo=self.inputs.geo, mud_url_of=self.verdicts.mud_url)
+
+    def _warn_rules(self, rules: RuleSet) -> None:
+        extra = self.inputs.rule_warnings(rules) if self.inputs.rule_warnings else []
+        for warning in (*rules.warnings, *extra):
+            logger.warning("%s", warning)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, max_seconds: float | None = None) -> int:
+        """Capture until SIGTERM or SIGINT (or max_seconds); flush everything; return the exit code 0."""
+        previous = {sig: signal.signal(sig, self._on_stop) for sig in STOP_SIGNALS}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+        interval = self.inputs.settings.sensor.flush_interval_s
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        next_flush = time.monotonic() + interval
+        self.notify.ready(f"capturing on {self.inputs.interface}")
+        logger.info("capturing on %s; writing to %s", self.inputs.interface, self.out)
+        try:
+            while not self._stop:
+                batch = self.source.poll()
+                if len(batch):
+                    self.engine.process(batch)
+                    self.stats.frames += len(batch)
+                    self.stats.bytes += int(batch.wirelen.sum())
+                else:
+                    self.engine.expire(time.time_ns())  # an idle link: time passes all the same
+                self._write_new_alerts()
+                self.notify.watchdog()
+                if self._reload:
+                    self._reload_rules()
+                now = time.monotonic()
+                if now >= next_flush:
+                    self.engine.expire(time.time_ns())
+                    self.flush_outputs()
+                    next_flush = now + interval
+                if deadline is not None and now >= deadline:
+                    break
+        finally:
+            self.notify.stopping()
+            self.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop = True
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload = True
+
+    def _reload_rules(self) -> None:
+        """Read the rule files again; a bad one is logged and the rules in force stay."""
+        self._reload = False
+        self.notify.reloading()
+        try:
+            rules = self.inputs.load_rules()
+        except AuditorError as exc:
+            self.reload_failures += 1
+            self.last_error = f"rule reload refused, the previous rules stay in force: {exc}"
+            logger.error("%s", self.last_error)
+            self.notify.send("READY=1", "STATUS=rule reload failed; previous rules in force")
+            return
+        self._warn_rules(rules)
+        self._write_new_alerts()
+        self._write_current_alerts()  # the old rules' alerts, as they stood
+        self.rules = rules
+        self.verdicts.set_pins(rules.pins)
+        self.judge = self.engine.policy = self._judge(rules)
+        self.reloads += 1
+        self.last_error = None
+        logger.info("rule files reloaded: %d policies from %d files", len(rules.policies), len(rules.sources))
+        self.notify.send("READY=1", f"STATUS=capturing on {self.inputs.interface}; rules reloaded")
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    def _write_new_alerts(self) -> None:
+        new = list(self.judge.drain_new())
+        if new:
+            self.alerts_written += write_alerts_jsonl(new, self._alerts, self._geo_lookup,
+                                                      list(self.inputs.geo_databases))
+            self._alerts.flush()
+
+    def _write_current_alerts(self) -> None:
+        with _replacing(self.out / "alerts-current.jsonl", "wb") as fh:
+            write_alerts_jsonl(self.judge.iter_alerts(), fh, self._geo_lookup, list(self.inputs.geo_databases))
+
+    def flush_outputs(self) -> dict[str, Any]:
+        """Rewrite the device inventory and the current alerts; append and return a metric record."""
+        with _replacing(self.out / "devices.json", "wb") as fj, _replacing(self.out / "devices.csv", "w") as fc:
+            write_devices(iter_device_records(self.devices, self.verdicts), fj, fc)
+        self._write_current_alerts()
+        metric = self.metric()
+        self._metrics.write_lines([orjson.dumps(metric)])
+        with _replacing(self.out / "status.json", "wb") as fh:
+            fh.write(orjson.dumps(metric, option=orjson.OPT_INDENT_2))
+        status = (f"capturing on {self.inputs.interface}: {metric['auditor']['packets']['received']:,} received, "
+                  f"{metric['auditor']['packets']['dropped']:,} dropped, {metric['auditor']['flows']['active']:,} "
+                  f"active flows, {metric['auditor']['alerts']:,} alerts")
+        self.notify.status(status)
+        if metric["auditor"]["packets"]["dropped"] or metric["auditor"]["packets"]["interface_dropped"]:
+            logger.warning("capture drops so far: %d by the kernel, %d by the interface",
+                           metric["auditor"]["packets"]["dropped"], metric["auditor"]["packets"]["interface_dropped"])
+        return metric
+
+    def metric(self, state: str = "running") -> dict[str, Any]:
+        """Return an ECS metric record of the counters so far."""
+        counters = self.source.counters()
+        stats, judge = self.stats, self.judge
+        now = time.time()
+        return {
+            "@timestamp": _iso(now),
+            "ecs": {"version": ECS_VERSION},
+            "event": {"kind": "metric", "category": ["network"], "type": ["info"], "dataset": "auditor.sensor",
+                      "start": _iso(self.started)},
+            "observer": {"hostname": socket.gethostname(), "type": "sensor", "product": "span-auditor",
+                         "version": __version__, "ingress": {"interface": {"name": self.inputs.interface}}},
+            "auditor": {
+                "state": state,
+                "pid": os.getpid(),
+                "uptime_s": round(now - self.started, 3),
+                "packets": {"received": counters.received, "dropped": counters.dropped,
+                            "interface_dropped": counters.interface_dropped, "processed": stats.frames,
+                            "bytes": stats.bytes, "ip": stats.ip_packets, "arp": stats.arp_frames,
+                            "other_l2": stats.other_l2_frames},
+                "skipped": dict(sorted(stats.skipped.items())),
+                "skipped_total": sum(stats.skipped.values()),
+                "flows": {"active": self.engine.table.active, "ended": stats.flows,
+                          "ended_by_reason": dict(sorted(stats.flows_by_end.items()))},
+                "devices": len(self.devices.devices),
+                "flows_judged": judge.flows_judged,
+                "findings": judge.findings,
+                "alerts": self.alerts_written,
+                "worst_finding": judge.worst_rank,
+                "rules": [{"path": r.path, "sha256": r.sha256} for r in self.rules.sources],
+                "rule_reloads": self.reloads,
+                "rule_reload_failures": self.reload_failures,
+                "last_error": self.last_error,
+                "flush_interval_s": self.inputs.settings.sensor.flush_interval_s,
+            },
+        }
+
+    def shutdown(self) -> None:
+        """End every flow, write every output, close the capture (the stop path; also after errors)."""
+        try:
+            self.engine.flush()
+            self.engine.finish()
+            self._write_new_alerts()
+            metric = self.flush_outputs()
+            metric = self.metric(state="stopped")
+            with _replacing(self.out / "status.json", "wb") as fh:
+                fh.write(orjson.dumps(metric, option=orjson.OPT_INDENT_2))
+        finally:
+            with contextlib.suppress(Exception):
+                self._sink.close()
+            self._alerts.close()
+            self._metrics.close()
+            self.source.close()
+        logger.info("stopped: %d frames, %d flows, %d alerts", self.stats.frames, self.stats.flows,
+                    self.alerts_written)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, mode: str) -> Iterator[Any]:
+    """Write beside `path` and replace it whole: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
+        yield fh
+    os.replace(tmp, path)
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"

@@ -1,0 +1,59 @@
+"""An append-only JSON-lines file that rotates by size: what a sensor running for months writes.
+
+`flows.jsonl` grows until it reaches the limit, is renamed `flows-<UTC time>.jsonl`, and a new one
+starts; only the newest `keep` rotated files are kept. Each write is flushed, so what was written
+is on disk when the sensor is killed (the store of issue 7 replaces these files).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+
+class RotatingJsonl:
+    """Appends JSON lines to `path`, rotating it at `max_bytes`; keeps `keep` rotated files."""
+
+    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.written = 0
+        self._fh: BinaryIO = open(path, "ab")  # noqa: SIM115 - held open for the sensor's life
+        self._size = self._fh.tell()
+
+    def write_lines(self, lines: list[bytes]) -> int:
+        """Append lines (JSON, without newline) and flush; rotate first when the file is full."""
+        if not lines:
+            return 0
+        data = b"\n".join(lines) + b"\n"
+        if self._size and self._size + len(data) > self.max_bytes:
+            self.rotate()
+        self._fh.write(data)
+        self._fh.flush()
+        self._size += len(data)
+        self.written += len(lines)
+        return len(lines)
+
+    def rotate(self) -> Path | None:
+        """Rename the current file aside (if it has anything) and start a new one; prune old ones."""
+        self._fh.close()
+        moved = None
+        if self.path.exists() and self.path.stat().st_size:
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            moved = self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}")
+            os.replace(self.path, moved)
+        self._fh = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+        self._prune()
+        return moved
+
+    def _prune(self) -> None:
+        rotated = sorted(self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"))
+        for old in rotated[: max(len(rotated) - self.keep, 0)]:
+            old.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._fh.close()
