@@ -134,6 +134,7 @@ class Sensor:
         interval = self.inputs.settings.sensor.flush_interval_s
         deadline = time.monotonic() + max_seconds if max_seconds else None
         next_flush = time.monotonic() + interval
+        self._write_status(self.metric())  # `auditor status` sees the sensor from its first second
         self.notify.ready(f"capturing on {self.inputs.interface}")
         logger.info("capturing on %s; writing to %s", self.inputs.interface, self.out)
         try:
@@ -212,8 +213,7 @@ class Sensor:
         self._write_current_alerts()
         metric = self.metric()
         self._metrics.write_lines([orjson.dumps(metric)])
-        with _replacing(self.out / "status.json", "wb") as fh:
-            fh.write(orjson.dumps(metric, option=orjson.OPT_INDENT_2))
+        self._write_status(metric)
         status = (f"capturing on {self.inputs.interface}: {metric['auditor']['packets']['received']:,} received, "
                   f"{metric['auditor']['packets']['dropped']:,} dropped, {metric['auditor']['flows']['active']:,} "
                   f"active flows, {metric['auditor']['alerts']:,} alerts")
@@ -222,6 +222,10 @@ class Sensor:
             logger.warning("capture drops so far: %d by the kernel, %d by the interface",
                            metric["auditor"]["packets"]["dropped"], metric["auditor"]["packets"]["interface_dropped"])
         return metric
+
+    def _write_status(self, metric: dict[str, Any]) -> None:
+        with _replacing(self.out / "status.json", "wb") as fh:
+            fh.write(orjson.dumps(metric, option=orjson.OPT_INDENT_2))
 
     def metric(self, state: str = "running") -> dict[str, Any]:
         """Return an ECS metric record of the counters so far."""
@@ -266,10 +270,8 @@ class Sensor:
             self.engine.flush()
             self.engine.finish()
             self._write_new_alerts()
-            metric = self.flush_outputs()
-            metric = self.metric(state="stopped")
-            with _replacing(self.out / "status.json", "wb") as fh:
-                fh.write(orjson.dumps(metric, option=orjson.OPT_INDENT_2))
+            self.flush_outputs()
+            self._write_status(self.metric(state="stopped"))
         finally:
             with contextlib.suppress(Exception):
                 self._sink.close()
