@@ -57,7 +57,7 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True, soft_wrap=True)
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # newlines and tabs too: a value cannot forge a line
 
 
 def shown(text: str) -> str:

@@ -229,8 +229,10 @@ def rules_explain(
                         doc = orjson.loads(raw)
                     except orjson.JSONDecodeError:
                         continue
-                    if doc.get("event", {}).get("id") == what:
-                        wanted_cids.update(doc.get("auditor", {}).get("community_ids", []))
+                    event = doc.get("event") if isinstance(doc, dict) else None
+                    if isinstance(event, dict) and event.get("id") == what:
+                        ids_ = (doc.get("auditor") or {}).get("community_ids") or []
+                        wanted_cids.update(c for c in ids_ if isinstance(c, str))
         shown_count = 0
         for batch in read_flows(again.flows_path):
             cids: list[str | None] = list(batch.community_id) if batch.community_id else [None] * len(batch)

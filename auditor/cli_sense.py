@@ -20,10 +20,10 @@ from auditor.paths import state_dir
 @app.command()
 def sense(
     interface: Annotated[str, typer.Option("--interface", "-i", help="Capture interface (the SPAN or mirror port).")],
-    bpf: Annotated[str | None, typer.Option("--bpf", help="Capture filter, tcpdump syntax ([sensor] bpf).")] = None,
+    bpf: Annotated[str | None, typer.Option("--bpf", help="Capture filter, tcpdump syntax (\\[sensor] bpf).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="auditor.toml settings file.")] = None,
     rules: Annotated[
-        list[Path] | None, typer.Option("--rules", "-r", help="Rule file or folder (repeat; [sensor] rules).")
+        list[Path] | None, typer.Option("--rules", "-r", help="Rule file or folder (repeat; \\[sensor] rules).")
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder (default: the state directory's INTERFACE/).")
@@ -31,7 +31,8 @@ def sense(
     vendors: Annotated[Path | None, typer.Option("--vendors", help="Vendor catalog.")] = None,
     signatures: Annotated[Path | None, typer.Option("--signatures", help="Protocol signatures.")] = None,
     flush_interval: Annotated[
-        float | None, typer.Option("--flush-interval", help="Seconds between output flushes ([sensor]).")
+        float | None,
+        typer.Option("--flush-interval", help="Seconds between output flushes (\\[sensor] flush_interval_s)."),
     ] = None,
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds (tests, trials).")
@@ -101,9 +102,14 @@ def status(
     records = []
     for path in sorted(base.glob("*/status.json")):
         try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             err_console.print(f"warning: {escape(str(path))}: unreadable: {escape(str(exc))}", highlight=False)
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("auditor", {}), dict):
+            err_console.print(f"warning: {escape(str(path))}: not a sensor status record", highlight=False)
+            continue
+        records.append(record)
     if not records:
         err_console.print(f"no sensor status under {escape(str(base))}", highlight=False)
         raise typer.Exit(2)

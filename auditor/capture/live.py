@@ -29,6 +29,16 @@ READ_TIMEOUT_MS = 100
 """libpcap's buffer timeout: frames wait at most this long in the kernel ring before delivery."""
 MAX_READS_PER_POLL = 64
 """next_batch calls per poll (each returns what the ring holds, up to the batch size)."""
+_ACTIVATE_ERRORS = {  # pcap/pcap.h PCAP_ERROR_*
+    -1: "libpcap error",
+    -3: "the interface is not up or not a capture device",
+    -5: "no such device",
+    -6: "RF monitor mode is not supported",
+    -7: "the interface is not up",
+    -8: "permission denied (needs CAP_NET_RAW, and CAP_NET_ADMIN for promiscuous mode)",
+    -9: "the interface went down",
+    -11: "promiscuous mode is not permitted (needs CAP_NET_ADMIN)",
+}
 _META = np.dtype([("sec", "=u4"), ("usec", "=u4"), ("offset", "=u4"), ("caplen", "=u4")])
 
 
@@ -62,10 +72,15 @@ class LiveSource:
             handle.set_promisc(1 if promiscuous else 0)
             handle.set_buffer_size(buffer_mib * 1024 * 1024)
             handle.set_timeout(READ_TIMEOUT_MS)
-            handle.activate()
+            code = handle.activate()  # pcapy-ng returns libpcap's status instead of raising
+            if isinstance(code, int) and code < 0:
+                why = _ACTIVATE_ERRORS.get(code, f"libpcap error {code}")
+                raise CaptureError(f"{interface}: cannot capture: {why}")
             if bpf:
                 handle.setfilter(bpf)
             handle.setnonblock(1)
+        except CaptureError:
+            raise
         except Exception as exc:  # pcapy raises PcapError and BPFError, both one-line messages
             raise CaptureError(f"{interface}: cannot capture: {_reason(exc)}") from exc
         self._handle: Any = handle

@@ -22,7 +22,7 @@ class Notifier:
         self._address = "\0" + address[1:] if address.startswith("@") else address
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
-        watched = usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid()))
+        watched = usec.isdecimal() and usec.isascii() and int(usec) > 0 and (not pid or pid == str(os.getpid()))
         self.watchdog_interval_s = int(usec) / 2e6 if watched else None
         """How often to ping: half the watchdog timeout, as sd_watchdog_enabled(3) advises."""
         self._last_ping = 0.0

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from auditor.flows.payloads import PayloadRegistry
-from auditor.flows.types import DIRECTION_INBOUND, FlowRecords, Payload, midstream_inbound
+from auditor.flows.types import DIRECTION_INBOUND, DIRECTION_INTERNAL, FlowRecords, Payload, midstream_inbound
 from auditor.names.local_names import LocalNames
 from auditor.names.passive_dns import PassiveDns
 from auditor.names.types import (
@@ -42,7 +42,12 @@ QUIC_HEAD_PACKETS = 4
 shares spans two datagrams, and retransmissions come early too."""
 MAX_PENDING_FLOWS = 1_000_000
 """Flows holding a name from their own packets until they end (a flood beyond this starts over)."""
-MAX_QUIC_ASSEMBLIES = 50_000
+MAX_QUIC_ASSEMBLIES = 4_096
+"""Connections whose ClientHello is being joined (each holds at most 2 x quic.MAX_CRYPTO bytes)."""
+MAX_PENDING_QUERIES = 100_000
+"""DNS queries waiting for their answer (an answer without a query seen is not believed)."""
+QUERY_WAIT_NS = 30 * 1_000_000_000
+"""How long a query waits for its answer."""
 MAX_NAME_LENGTH = 253
 _LOCAL_SOURCES = {"dhcp": NAME_SOURCES.index("dhcp"), "mdns": NAME_SOURCES.index("mdns")}
 
@@ -56,15 +61,19 @@ class NameStage:
         self._flow_names: dict[int, tuple[str, int]] = {}
         """flow id -> (name, source) from the flow's own packets (SNI, QUIC, HTTP Host)."""
         self._quic: dict[int, quic.ClientHelloAssembler] = {}
+        self._queries: dict[tuple[int, int, int, int, int, str], int] = {}
+        """(client version, hi, lo, client port, DNS id, question) -> when the query was seen."""
         self.counts: Counter[str] = Counter()
         """What was learnt: dns-answers, dns-bindings, sni, quic-sni, http-host, and flows per name source."""
 
     def register(self, registry: PayloadRegistry) -> None:
         """Ask the hand-off for the payloads this stage reads itself."""
+        # DNS answers come from any resolver, local or not; each must answer a query a local client sent
         registry.by_port("dns-answers", UDP, 53, self._dns_answer, from_port_only=True, any_sender=True)
-        registry.by_port("mdns-names", UDP, 5353, self._mdns, from_port_only=True, any_sender=True)
+        # mDNS is link-local and QUIC Initials are named only for local clients: local senders only
+        registry.by_port("mdns-names", UDP, 5353, self._mdns, from_port_only=True)
         registry.by_flow_head("quic-initial", QUIC_HEAD_PACKETS, self._quic_initial, proto=UDP,
-                              first_bytes=range(0xC0, 0x100), initiator_only=True, any_sender=True)
+                              first_bytes=range(0xC0, 0x100), initiator_only=True)
 
     def record(self, payload: Payload, record: Any) -> None:
         """Take the names in a record the fingerprint feed parsed: SNI, HTTP Host, DHCP host names."""
@@ -81,6 +90,18 @@ class NameStage:
                 self.counts["http-host"] += 1
         elif protocol == "dhcp":
             self.local.observe_dhcp(payload.ts_ns, record)
+        elif protocol == "dns" and not record.qr and record.questions:
+            self._remember_query(payload, record)
+
+    def _remember_query(self, payload: Payload, message: Any) -> None:
+        queries = self._queries
+        if len(queries) >= MAX_PENDING_QUERIES:  # drop the stale half, oldest first (insertion order)
+            cutoff = payload.ts_ns - QUERY_WAIT_NS
+            for key in [k for k, t in queries.items() if t < cutoff] or list(queries)[: len(queries) // 2]:
+                del queries[key]
+        key = (payload.ip_version, payload.src_hi, payload.src_lo, payload.sport, message.id,
+               message.questions[0].name.lower())
+        queries[key] = payload.ts_ns
 
     def _name_flow(self, flow_id: int, name: str, source: int) -> None:
         if not flow_id:
@@ -96,6 +117,12 @@ class NameStage:
             self.counts["dns-refused"] += 1
             return
         client = (payload.ip_version, payload.dst_hi, payload.dst_lo)
+        question = message.questions[0].name.lower() if message.questions else ""
+        asked = self._queries.pop((*client, payload.dport, message.id, question), None)
+        if asked is None or payload.ts_ns - asked > QUERY_WAIT_NS:
+            # an answer to no query we saw (spoofed, or its query was missed): not believed
+            self.counts["dns-unsolicited"] += 1
+            return
         self.counts["dns-answers"] += 1
         self.counts["dns-bindings"] += self.dns.observe(client, payload.ts_ns, message)
 
@@ -113,6 +140,10 @@ class NameStage:
             return
         assembler = self._quic.get(flow_id)
         if assembler is None:
+            # a connection's first Initial starts its ClientHello (CRYPTO offset 0, handshake type 1):
+            # anything else is not worth holding buffers for
+            if not any(offset == 0 and chunk[:1] == b"\x01" for offset, chunk in found[2]):
+                return
             if len(self._quic) >= MAX_QUIC_ASSEMBLIES:
                 self._quic.clear()
             assembler = self._quic[flow_id] = quic.ClientHelloAssembler()
@@ -136,11 +167,12 @@ class NameStage:
         # a TCP connection whose SYN was missed may look inbound: its client is then the responder
         swap = midstream_inbound(flows)
         inbound = flows.direction == DIRECTION_INBOUND
+        dst_local = (flows.direction == DIRECTION_INBOUND) | (flows.direction == DIRECTION_INTERNAL)
         pending, quic_pending = self._flow_names, self._quic
-        for i, (fid, v, shi, slo, dhi, dlo, first, swapped, inside) in enumerate(zip(
+        for i, (fid, v, shi, slo, dhi, dlo, first, swapped, inside, here) in enumerate(zip(
                 flows.flow_id.tolist(), flows.ip_version.tolist(), flows.src_hi.tolist(), flows.src_lo.tolist(),
                 flows.dst_hi.tolist(), flows.dst_lo.tolist(), flows.first_ns.tolist(), swap.tolist(),
-                inbound.tolist(), strict=True)):
+                inbound.tolist(), dst_local.tolist(), strict=True)):
             client, server = ((v, dhi, dlo), (v, shi, slo)) if swapped else ((v, shi, slo), (v, dhi, dlo))
             own = pending.pop(fid, None)
             quic_pending.pop(fid, None)
@@ -155,7 +187,7 @@ class NameStage:
             resolved = self.dns.name_of(client, server, first) if not inside or swapped else None
             if resolved is not None:
                 domain[i], source[i] = resolved.name, SOURCE_DNS
-            else:
+            elif here and not swapped:  # DHCP and mDNS names are local hosts' own: for local addresses only
                 local = self.local.name_of(server)
                 if local is not None:
                     domain[i], source[i] = local[0], _LOCAL_SOURCES[local[1]]
@@ -167,7 +199,7 @@ class NameStage:
         out = {f"flows_named_{k.replace('-', '_')}": self.counts.get("flows:" + k, 0) for k in NAME_SOURCES
                if k != NAME_SOURCES[SOURCE_NONE]}
         out["flows_never_named"] = self.counts.get("flows:" + NAME_SOURCES[SOURCE_NONE], 0)
-        for key in ("dns-answers", "dns-bindings", "dns-refused", "sni", "quic-sni", "http-host"):
+        for key in ("dns-answers", "dns-bindings", "dns-refused", "dns-unsolicited", "sni", "quic-sni", "http-host"):
             out[key.replace("-", "_")] = self.counts.get(key, 0)
         out["dns_bindings_evicted"] = self.dns.evicted
         return out
@@ -178,7 +210,9 @@ def _clean(name: str | None) -> str | None:
     if not name:
         return None
     text = name.strip().lower().rstrip(".")
-    if not text or len(text) > MAX_NAME_LENGTH or _is_address(text):
+    if not text or len(text) > MAX_NAME_LENGTH or not text.isprintable() or any(c.isspace() for c in text):
+        return None  # a host name has no spaces or control characters: this one is a lie or garbage
+    if _is_address(text):
         return None
     return text
 

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from auditor.devices.types import ListEntry, VendorVerdict
+from auditor.errors import ConfigError
 from auditor.flows.types import DIRECTION_NAMES, END_REASONS, FlowRecords
 from auditor.names.types import NAME_SOURCES
 from auditor.output.ecs import TCP_FLAG_LETTERS
@@ -58,8 +59,8 @@ def read_flows(path: Path, stats: ReadStats | None = None, batch: int = BATCH) -
             if not line.strip():
                 continue
             try:
-                rows.append(_flow_row(orjson.loads(line)))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                rows.append(_checked(_flow_row(orjson.loads(line))))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 stats.skipped_lines += 1
                 if len(stats.problems) < 5:
                     stats.problems.append(f"{path}:{number}: not a flow document ({type(exc).__name__}: {exc})")
@@ -92,6 +93,19 @@ def _flow_row(doc: dict[str, Any]) -> tuple[Any, ...]:
         _SOURCES.get(aud.get("name_source", "none"), 0),
         str(name) if name else None, aud.get("dns_name"), net.get("community_id"),
     ) if s_ver == d_ver else _mixed()
+
+
+_LIMITS = [(0, 2**64 - 1), (4, 6), (0, 255)] + [(0, 2**64 - 1)] * 4 + [(0, 65535)] * 4 + [(0, 2**48 - 1)] * 2 \
+    + [(0, 2**63 - 1)] * 4 + [(0, 255)] * 2 + [(-(2**62), 2**62)] * 2 + [(0, 255)] * 3
+"""Allowed range of each integer column of a row, in _INT_COLUMNS order (what the numpy dtypes hold)."""
+
+
+def _checked(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Refuse a row whose numbers do not fit their columns (a hand-edited or corrupted line)."""
+    for value, (low, high) in zip(row, _LIMITS, strict=False):
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range ({low}..{high})")
+    return row
 
 
 def _mixed() -> tuple[Any, ...]:
@@ -151,8 +165,12 @@ class StoredDevices:
 
 
 def read_devices(path: Path) -> StoredDevices:
-    """Return the verdicts of a devices.json (a bad entry is skipped, as it was written by us)."""
-    data = orjson.loads(path.read_bytes())
+    """Return the verdicts of a devices.json (a bad entry is skipped); ConfigError for a file that is
+    not one at all (cut, or not JSON)."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable devices.json: {exc}") from None
     verdicts: dict[int, VendorVerdict] = {}
     mud_urls: dict[int, str] = {}
     facts: dict[int, list[tuple[str, str, str, int]]] = {}

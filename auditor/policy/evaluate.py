@@ -554,7 +554,18 @@ class _FlowView:
         self.sources = (flows.name_source[rows] if flows.name_source is not None
                         else np.zeros(self.size, dtype=np.uint8))
         self._names: NDArray[Any] | None = None
+        self._dns_names: NDArray[Any] | None = None
         self._geo: list[GeoInfo | None] | None = None
+
+    def dns_names(self) -> NDArray[Any]:
+        """Per row, the client's own DNS name for the address when the SNI/Host disagreed with it, or None."""
+        if self._dns_names is None:
+            mismatch = self._flows.name_mismatch
+            out = np.full(self.size, None, dtype=object)
+            if mismatch is not None:
+                out[:] = [mismatch[i] for i in self._rows.tolist()]
+            self._dns_names = out
+        return self._dns_names
 
     def names(self) -> NDArray[Any]:
         """Per row, the flow's destination name or None."""
@@ -699,8 +710,16 @@ class _Entry:
             hit &= _PORTED[view.proto[at]] & inside
         if self.domains is not None and hit.any():
             left = np.flatnonzero(hit)
-            names = view.names()[at[left]]
-            hit[left] = np.fromiter((self.domains(n) for n in names), dtype=bool, count=left.size)
+            names, resolved = view.names()[at[left]], view.dns_names()[at[left]]
+            if self.rank >= 0:
+                # a deny: the name the device claims (SNI, Host) OR the name it looked up; a device cannot
+                # dodge a deny by sending another SNI to the denied address
+                matched = (self.domains(n) or self.domains(d) for n, d in zip(names, resolved, strict=True))
+            else:
+                # an allow: the claimed name, unless the client's own DNS answer for the address contradicts it
+                matched = (self.domains(n) and (d is None or self.domains(d)) for n, d in zip(names, resolved,
+                                                                                              strict=True))
+            hit[left] = np.fromiter(matched, dtype=bool, count=left.size)
         if (self.countries is not None or self.asns is not None) and hit.any():
             left = np.flatnonzero(hit)
             found = view.geo(at[left])

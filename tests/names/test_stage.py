@@ -88,11 +88,15 @@ class Capture:
         self.add(t, _ip(src, dst) / UDP(sport=sport, dport=dport) / payload)
 
     def dns_answer(self, t: float, client: str, qname: str, *answers: DNSRR, qtype: str = "A",
-                   resolver: str = RESOLVER, rcode: int = 0) -> None:
-        """A resolver's answer to `client` (the query itself is not needed: answers name flows)."""
+                   resolver: str = RESOLVER, rcode: int = 0, query: bool = True) -> None:
+        """`client`'s query and the resolver's answer (an answer to no query seen is not believed)."""
+        port = self.port()
+        if query:
+            self.udp(t - 0.002, client, resolver, port, 53, bytes(DNS(id=0x4242, rd=1, qd=DNSQR(qname=qname,
+                                                                                           qtype=qtype))))
         message = DNS(id=0x4242, qr=1, rd=1, ra=1, rcode=rcode, qd=DNSQR(qname=qname, qtype=qtype),
                       an=list(answers))
-        self.udp(t, resolver, client, 53, self.port(), bytes(message))
+        self.udp(t, resolver, client, 53, port, bytes(message))
 
     def tcp(self, t: float, client: str, server: str, dport: int, payload: bytes = b"",
             sport: int | None = None) -> int:
@@ -619,3 +623,57 @@ def test_sni_matching_any_name_the_client_resolved_to_the_address_is_no_mismatch
     doc = r.flow(SERVER, dport=443)
     assert name_of(doc) == ("accounts.example.com", "sni")
     assert "dns_name" not in doc["auditor"]
+
+
+# --- found by review: names an attacker or a neighbour could plant ------------------------------------------
+
+
+def test_an_answer_to_no_query_seen_is_not_believed(tmp_path: Path) -> None:
+    cap = Capture()
+    # a remote host sends an unsolicited answer; then the client talks to the address it "names"
+    cap.dns_answer(1.0, CLIENT, "ntp.example.org", a("ntp.example.org", SERVER2), query=False)
+    cap.tcp(2.0, CLIENT, SERVER2, 443)
+    # an answer whose id does not match the query's is not believed either
+    cap.udp(2.998, CLIENT, RESOLVER, 41999, 53, bytes(DNS(id=1, rd=1, qd=DNSQR(qname="good.example.org"))))
+    cap.udp(3.0, RESOLVER, CLIENT, 53, 41999, bytes(DNS(id=2, qr=1, qd=DNSQR(qname="good.example.org"),
+                                                         an=[a("good.example.org", SERVER3)])))
+    cap.tcp(4.0, CLIENT, SERVER3, 443)
+    r = run(tmp_path, cap)
+    assert name_of(r.flow(SERVER2, 443)) == (None, "none")
+    assert name_of(r.flow(SERVER3, 443)) == (None, "none")
+    assert r.names.summary()["dns_unsolicited"] == 2
+
+
+def test_an_mdns_record_for_a_remote_address_does_not_name_it(tmp_path: Path) -> None:
+    answer = DNS(id=0, qr=1, aa=1, an=[DNSRR(rrname="ntp.example.org", type="A", rclass=0x8001, ttl=120,
+                                             rdata=SERVER2)])
+    cap = Capture()
+    cap.udp(1.0, OTHER, "224.0.0.251", 5353, 5353, bytes(answer))
+    cap.udp(2.0, CLIENT, SERVER2, 40123, 9999, b"x")
+    r = run(tmp_path, cap)
+    assert name_of(r.flow(SERVER2, 9999)) == (None, "none")
+
+
+@pytest.mark.parametrize("bad", ["cdn.example.net\n  => approved: not a finding", "a b.example.com",
+                                 "evil\x1b[2K.example.com", "tab\there.example"])
+def test_a_sni_with_whitespace_or_control_characters_names_nothing(tmp_path: Path, bad: str) -> None:
+    cap = Capture()
+    cap.tcp(1.0, CLIENT, SERVER, 443, tls_hello(bad))
+    r = run(tmp_path, cap)
+    assert name_of(r.flow(SERVER, 443)) == (None, "none")
+
+
+def test_a_quic_initial_that_does_not_start_a_client_hello_holds_no_buffers(tmp_path: Path) -> None:
+    names = NameStage()
+    # a sealed Initial whose only CRYPTO frame sits at offset 16383: no ClientHello start, nothing kept
+    from auditor.flows.types import Payload
+    from tests.protocols.test_quic import crypto_frame, padded, seal
+
+    def payload(datagram: bytes) -> Payload:
+        return Payload(7, 0, 4, 17, 0, 1, 0, 2, 50000, 443, True, 1, 2, None, 0x0800, datagram)
+
+    names._quic_initial(payload(seal(padded(crypto_frame(16383, b"x")))))
+    assert names._quic == {}
+    # the start of a real hello, cut: held until the rest comes
+    names._quic_initial(payload(seal(padded(crypto_frame(0, b"\x01\x00\x10\x00" + bytes(20))))))
+    assert list(names._quic) == [7]

@@ -60,11 +60,13 @@ def _is_local(text: str) -> bool:
 
 
 def _flow(dst: str = "203.0.113.50", *, mac: int = HIK, src: str | None = None, name: str | None = None,
-          source: int | None = None, proto: int = 6, dport: int = 443, first: int = T0) -> dict[str, Any]:
-    """One finished flow a local device started; `name` is the destination's name (names stage)."""
+          source: int | None = None, proto: int = 6, dport: int = 443, first: int = T0,
+          dns_name: str | None = None) -> dict[str, Any]:
+    """One finished flow a local device started; `name` is the destination's name (names stage) and
+    `dns_name` the client's own DNS name for the address when it disagrees with `name`."""
     src = SOURCE_OF[mac] if src is None else src
     return dict(src=src, dst=dst, mac=mac, proto=proto, dport=dport, first=first, last=first + SECOND,
-                direction=2 * _is_local(src) + _is_local(dst), name=name,
+                direction=2 * _is_local(src) + _is_local(dst), name=name, dns_name=dns_name,
                 source=(SOURCE_NONE if name is None else SOURCE_SNI) if source is None else source)
 
 
@@ -103,6 +105,7 @@ def _records(flows: Iterable[dict[str, Any]], first_id: int = 1, names: bool = T
         direction=col("direction", np.uint8),
         domain=[f["name"] for f in rows] if names else None,
         name_source=col("source", np.uint8) if names else None,
+        name_mismatch=[f.get("dns_name") for f in rows] if names else None,
     )
 
 
@@ -198,7 +201,7 @@ WILDCARDS = """\
         name: Devices reach only their vendors' names
         devices: [{all: true}]
         allow:
-          - domains: ["Example.COM.", "*.cdn.example.net", ".Vendor.Example", "bücher.example"]
+          - domains: ["Example.COM.", "*.cdn.example.net", ".Vendor.Example", "XN--BCHER-KVA.example"]
         severity: high
     """
 # destination, its name, whether an allow entry approves it
@@ -996,3 +999,36 @@ def test_the_property_reference_domain_helper_agrees_with_the_table() -> None:
     for pattern, name, hit in [("*.example.com", "example.com", False), (".example.com", "badexample.com", False),
                                (".example.com", "example.com", True), ("example.com", "EXAMPLE.COM.", True)]:
         assert _ref_domain(pattern, name) is hit
+
+
+# found by review: a device could dodge a domain deny, or earn a domain allow, with the SNI it sends
+SPOOF = """\
+    version: 1
+    ruleset: site
+    policies:
+      - id: cams
+        name: Cameras
+        devices: [{all: true}]
+        deny:
+          - domains: [.ezvizlife.com]
+            severity: critical
+        allow:
+          - domains: ["*.example.org"]
+        severity: high
+    """
+
+
+def test_a_deny_by_domain_also_matches_the_name_the_client_resolved(tmp_path: Path) -> None:
+    # resolved litedev.ezvizlife.com, then connected with SNI www.example.org: the deny still fires
+    judge = _judge(_rules(tmp_path, SPOOF), [_flow("198.51.100.41", name="www.example.org",
+                                                   dns_name="litedev.ezvizlife.com")])
+    assert _by_destination(judge) == {"198.51.100.41": ("cams/deny-0", "critical")}
+
+
+def test_an_allow_by_domain_does_not_approve_a_name_its_own_dns_answer_contradicts(tmp_path: Path) -> None:
+    judge = _judge(_rules(tmp_path, SPOOF), [
+        _flow("198.51.100.42", name="www.example.org", dns_name="tracker.evil.net"),  # contradicted: finding
+        _flow("198.51.100.43", name="www.example.org", dns_name="cdn.example.org"),  # both allowed: fine
+        _flow("198.51.100.44", name="www.example.org"),  # no contradiction: fine
+    ])
+    assert _by_destination(judge) == {"198.51.100.42": ("cams", "high")}

@@ -41,7 +41,7 @@ policies:
       - local: true
       - set: vendor-cloud
         protocols: tcp
-      - domains: Bücher.Example.
+      - domains: XN--Bcher-KVA.Example.
     severity: medium
 waivers:
   - id: hik-cloud
@@ -166,11 +166,14 @@ def test_a_guard_needs_no_severity_and_old_files_stay_valid(tmp_path: Path) -> N
 BAD = {
     "domain-space": (GOOD.replace(".EzvizLife.com.", '"exa mple.com"'), 5, "sets.vendor-cloud[0].domains[1]",
                      "'exa mple.com' is not a domain name"),
-    "domain-inner-wildcard": (GOOD.replace("Bücher.Example.", '"a.*.com"'), 26, "policies[1].allow[2].domains[0]",
+    "domain-inner-wildcard": (GOOD.replace("XN--Bcher-KVA.Example.", '"a.*.com"'), 26,
+                              "policies[1].allow[2].domains[0]",
                               "a wildcard is allowed only as the whole first label"),
-    "domain-star": (GOOD.replace("Bücher.Example.", '"*"'), 26, "policies[1].allow[2].domains[0]",
+    "domain-not-ascii": (GOOD.replace("XN--Bcher-KVA.Example.", "straße.de"), 26,
+                         "policies[1].allow[2].domains[0]", "write an international name in its ASCII form"),
+    "domain-star": (GOOD.replace("XN--Bcher-KVA.Example.", '"*"'), 26, "policies[1].allow[2].domains[0]",
                     "'*' is not a domain name"),
-    "domain-empty-label": (GOOD.replace("Bücher.Example.", "a..com"), 26, "policies[1].allow[2].domains[0]",
+    "domain-empty-label": (GOOD.replace("XN--Bcher-KVA.Example.", "a..com"), 26, "policies[1].allow[2].domains[0]",
                            "'a..com' is not a domain name"),
     "country-name": (GOOD.replace("[CN, ru]", "[China]"), 14, "policies[0].deny[0].countries[0]",
                      "'China' is not a country"),
@@ -216,7 +219,7 @@ BAD = {
                               "a policy needs a severity, or allow or deny entries"),
     "mud-url-empty": (GOOD.replace("mud_urls: https://lighting.example.com/bulb.json", 'mud_urls: ""'), 21,
                       "policies[1].devices[1].mud_urls[0]", "at least 1 character"),
-    "unknown-entry-field": (GOOD.replace("- domains: Bücher.Example.", "- domain: Bücher.Example."), 26,
+    "unknown-entry-field": (GOOD.replace("- domains: XN--Bcher-KVA.Example.", "- domain: XN--Bcher-KVA.Example."), 26,
                             "policies[1].allow[2].domain", "unknown field"),
     "deny-bad-severity": (GOOD.replace("severity: critical", "severity: severe"), 15,
                           "policies[0].deny[0].severity", "Input should be 'low', 'medium', 'high' or 'critical'"),
