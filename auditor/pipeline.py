@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from auditor import __version__
 from auditor.capture.files import open_capture
@@ -156,13 +157,21 @@ def fingerprint_payloads(
     """
     registry = PayloadRegistry(senders=local.contains if local is not None else None)
     refused = rejected if rejected is not None else Counter()
+    hellos = _HelloJoiner()
 
     def feeding(name: str, parse: Parser) -> Callable[[Payload], None]:
+        joins = name == "tcp-head"
+
         def handle(payload: Payload) -> None:
-            record = parse(payload.data)
+            data = hellos.joined(payload) if joins else payload.data
+            if data is None:
+                return  # not the rest of a message we hold: nothing to parse
+            record = parse(data)
             if record is None:
                 refused[name] += 1
                 return
+            if joins:
+                hellos.hold_if_cut(payload, data, record)
             if names is not None:
                 names.record(payload, record)
             if not _about_sender(record, payload):
@@ -176,10 +185,54 @@ def fingerprint_payloads(
     for name, ethertype, parse in ETHERTYPE_PARSERS:
         registry.by_ethertype(name, ethertype, feeding(name, parse))
     registry.by_flow_head("tcp-head", FLOW_HEAD_PACKETS, feeding("tcp-head", parse_flow_head),
-                          first_bytes=FLOW_HEAD_FIRST_BYTES)
+                          first_bytes=FLOW_HEAD_FIRST_BYTES, also_flows=hellos.flow_ids)
     if names is not None:
         names.register(registry)
     return registry
+
+
+MAX_HELLO_BYTES = 16_384
+"""A ClientHello is joined across TCP segments up to this size (post-quantum key shares make ~1.8 KB
+hellos that span two segments, and a shuffled extension order may put the SNI in the second)."""
+MAX_HELD_HELLOS = 10_000
+
+
+class _HelloJoiner:
+    """Holds the start of a TLS ClientHello cut by a TCP segment's end, per flow, so the next segments
+    of that flow's head (handed over whatever their first byte, see flow_ids) complete it."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[bool, bytes]] = {}
+        self._ids = np.empty(0, dtype=np.uint64)
+        self._stale = False
+
+    def flow_ids(self) -> NDArray[np.uint64]:
+        """Return the flows whose hello is held (their next head packets must be handed over)."""
+        if self._stale:
+            self._ids = np.fromiter(self._held, dtype=np.uint64, count=len(self._held))
+            self._stale = False
+        return self._ids
+
+    def joined(self, payload: Payload) -> bytes | None:
+        """Return the bytes to parse: the held start plus this segment when it continues a held hello
+        (same direction), the segment alone when none is held, None for other traffic of a held flow."""
+        held = self._held.get(payload.flow_id)
+        if held is None:
+            return payload.data
+        if held[0] != payload.from_initiator:
+            return None  # the server's answer arrives between the client's segments: keep waiting
+        del self._held[payload.flow_id]
+        self._stale = True
+        return held[1] + payload.data
+
+    def hold_if_cut(self, payload: Payload, data: bytes, record: object) -> None:
+        """Keep a ClientHello cut by the segment's end, to join with the flow's next segment."""
+        if (getattr(record, "protocol", "") == "tls" and getattr(record, "handshake", "") == "client_hello"
+                and not getattr(record, "complete", True) and len(data) < MAX_HELLO_BYTES and payload.flow_id):
+            if len(self._held) >= MAX_HELD_HELLOS:
+                self._held.clear()
+            self._held[payload.flow_id] = (payload.from_initiator, data)
+            self._stale = True
 
 
 def _about_sender(record: object, payload: Payload) -> bool:

@@ -40,6 +40,8 @@ class _Want:
     any_sender: bool = False
     """Ignore the registry's sender filter (e.g. DNS answers come from remote resolvers)."""
     initiator_only: bool = False
+    also_flows: Callable[[], NDArray[np.uint64]] | None = None
+    """Flow ids whose head packets are delivered whatever their first byte (a message that continues)."""
 
 
 class PayloadRegistry:
@@ -71,10 +73,13 @@ class PayloadRegistry:
 
     def by_flow_head(self, name: str, packets: int, handler: Handler, proto: int = IPPROTO_TCP,
                      first_bytes: Iterable[int] | None = None, initiator_only: bool = False,
-                     any_sender: bool = False) -> None:
+                     any_sender: bool = False,
+                     also_flows: Callable[[], NDArray[np.uint64]] | None = None) -> None:
         """Deliver the first `packets` payload-carrying packets of every flow of `proto`; with
         `first_bytes`, only those whose payload starts with one of them (checked with numpy, so the
-        others never become Python objects); with `initiator_only`, only the initiator's packets."""
+        others never become Python objects); with `initiator_only`, only the initiator's packets. With
+        `also_flows`, the head packets of the flows it names pass the first-byte check too (the rest of
+        a message whose start was handed over)."""
         if packets < 1:
             raise ValueError("packets must be at least 1")
         table = None
@@ -82,7 +87,7 @@ class PayloadRegistry:
             table = np.zeros(256, dtype=bool)
             table[list(first_bytes)] = True
         self._wants.append(_Want(name, handler, proto=proto, head_packets=packets, first_bytes=table,
-                                 initiator_only=initiator_only, any_sender=any_sender))
+                                 initiator_only=initiator_only, any_sender=any_sender, also_flows=also_flows))
 
     def __len__(self) -> int:
         return len(self._wants)
@@ -105,6 +110,30 @@ class PayloadRegistry:
             if rows.size:
                 for payload in _payloads(h, flows, rows, picked):
                     total += self._deliver(want, payload)
+            if want.also_flows is not None and picked.size:
+                total += self._continuations(h, flows, want, picked)
+        return total
+
+    def _continuations(self, h: Headers, flows: BatchFlows, want: _Want, done: NDArray[np.int64]) -> int:
+        """Deliver, in order, the head packets of this batch that continue a message a handler started
+        holding while the batch was being handed over (they failed the first-byte check before it did)."""
+        assert want.also_flows is not None
+        total = 0
+        for _ in range(want.head_packets or 1):  # a message held again may need the next packet too
+            held = want.also_flows()
+            if not held.size:
+                break
+            candidates = self._select_ip(h, flows, _without_first_bytes(want))
+            later = candidates[np.isin(flows.flow_id[candidates], held) & ~np.isin(candidates, done)]
+            # only packets after the first one handed over for their flow: never before a message's start
+            starts = {int(f): int(i) for i, f in zip(done[::-1], flows.flow_id[done[::-1]], strict=True)}
+            later = np.array([i for i in later.tolist() if i > starts.get(int(flows.flow_id[i]), 1 << 62)],
+                             dtype=np.int64)
+            if not later.size:
+                break
+            for payload in _payloads(h, flows, flows.rows[later], later):
+                total += self._deliver(want, payload)
+            done = np.concatenate([done, later])
         return total
 
     def _select_ip(self, h: Headers, flows: BatchFlows, want: _Want) -> NDArray[np.int64]:
@@ -130,7 +159,12 @@ class PayloadRegistry:
         if want.first_bytes is not None:
             at = np.flatnonzero(mask)
             first = h.batch.data[h.batch.offset[r[at]].astype(np.int64) + h.payload_off[r[at]]]
-            mask[at[~want.first_bytes[first]]] = False
+            ok = want.first_bytes[first]
+            if want.also_flows is not None:
+                extra = want.also_flows()
+                if extra.size:
+                    ok |= np.isin(flows.flow_id[at], extra)
+            mask[at[~ok]] = False
         return np.flatnonzero(mask)
 
     def _deliver(self, want: _Want, payload: Payload) -> int:
@@ -143,6 +177,11 @@ class PayloadRegistry:
             return 0
         self.delivered[want.name] += 1
         return 1
+
+
+def _without_first_bytes(want: _Want) -> _Want:
+    return _Want(want.name, want.handler, proto=want.proto, head_packets=want.head_packets,
+                 initiator_only=want.initiator_only, any_sender=want.any_sender)
 
 
 def _payloads(h: Headers, flows: BatchFlows, rows: NDArray[np.int64], picked: NDArray[np.int64]) -> list[Payload]:
