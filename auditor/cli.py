@@ -310,6 +310,12 @@ def _analyze(
     if geo is not None:
         stats.run_warnings.extend(geo.warnings())
     stats.run_warnings.extend(ruleset.warnings)
+    if judge.regrouped_devices:
+        stats.run_warnings.append(
+            f"{judge.regrouped_devices:,} device(s) were identified only after some of their flows had been judged "
+            "(e.g. a camera's SADP announcement after its first cloud call): those flows kept the earlier verdict; "
+            f"`auditor rules rejudge {out}` judges every flow by the final verdicts"
+        )
     stats.run_warnings.extend(geo_missing)
     if evidence.dropped_devices:
         stats.run_warnings.append(
@@ -335,6 +341,7 @@ def _analyze(
     summary["flows_judged"] = judge.flows_judged
     summary["findings"] = judge.findings
     summary["findings_waived"] = judge.waived_findings
+    summary["devices_regrouped_after_judging"] = judge.regrouped_devices
     summary["findings_after_waiver_expired"] = judge.expired_waiver_findings
     summary["findings_not_summed"] = judge.dropped_findings
     summary["worst_finding"] = SEVERITIES[judge.worst_rank] if judge.worst_rank >= 0 else None

@@ -176,6 +176,9 @@ class PolicyJudge:
         self.worst_rank = -1
         """Rank (index in SEVERITIES) of the most severe finding, summed or not, waived ones left out;
         -1 when none."""
+        self.regrouped_devices = 0
+        """Times a device's verdict changed which policies select it after some of its flows were judged
+        (protocol evidence named it late): those flows kept the verdict they were judged with."""
 
     @property
     def dropped_findings(self) -> int:
@@ -345,6 +348,9 @@ class PolicyJudge:
             known = self._flags.get(mac)
             if known is None or known[0] is not verdict or known[1] != mud_url:
                 flags = tuple(s.device_matches(mac, verdict, mud_url) for s in self._selectors)
+                if known is not None and known[2] != flags:
+                    # its earlier flows were judged as another group's: a rejudge of the run judges them anew
+                    self.regrouped_devices += 1
                 if len(self._flags) >= MAX_REMEMBERED_MACS:
                     self._flags.clear()  # a flood of distinct MACs: start over rather than grow
                 known = self._flags[mac] = (verdict, mud_url, flags)

@@ -823,6 +823,8 @@ def test_a_mud_url_or_verdict_learnt_mid_run_changes_the_devices_policy(tmp_path
     assert judge.flows_judged == 2
     (bulb,) = [a for a in judge.alerts() if a.device_mac == BULB]
     assert bulb.flows == 1
+    # each change of the policies that select a device after it had flows judged is counted (the CLI warns)
+    assert judge.regrouped_devices == 3  # the bulb twice (URL learnt, then changed), the laptop once
 
 
 # --- 8. property: the vectorised judge equals a per-flow reference -------------------------------------
