@@ -288,7 +288,7 @@ def test_check_accepts_a_mud_file_as_a_rule_file() -> None:
     result = invoke("rules", "check", LIGHTBULB)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "ok: 1 file(s), 1 policies, 0 destination sets, 0 waivers, 0 pins"
-    assert ": mud-lightbulb2000: 0 deny, 1 allow, severity medium" in result.stdout
+    assert ": mud-lighting-example-com-lightbulb2000: 0 deny, 1 allow, severity medium" in result.stdout
 
 
 # --- rules import-mud ------------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ def test_import_mud_to_stdout_lists_what_it_skipped_in_the_header() -> None:
     assert "mud_urls" in text and "test.example.com" in text
     doc = yaml.safe_load(text)
     (policy,) = doc["policies"]
-    assert policy["id"] == "mud-lightbulb2000"
+    assert policy["id"] == "mud-lighting-example-com-lightbulb2000"
     assert policy["devices"] == [{"mud_urls": [MUD_URL]}]
     assert [{k: v for k, v in e.items() if k != "comment"} for e in policy["allow"]] == [
         {"domains": ["test.example.com"], "protocols": ["tcp"], "ports": [443]}]
@@ -322,7 +322,7 @@ def test_import_mud_to_a_file_that_rules_check_loads(tmp_path: Path) -> None:
     assert f"wrote {out}: 1 ACE warning(s)" in result.stderr
     checked = invoke("rules", "check", out)
     assert checked.exit_code == 0, checked.output
-    assert ": mud-lightbulb2000: 0 deny, 1 allow, severity high" in checked.stdout
+    assert ": mud-lighting-example-com-lightbulb2000: 0 deny, 1 allow, severity high" in checked.stdout
 
 
 def test_import_mud_adds_mac_and_vendor_selectors(tmp_path: Path) -> None:
@@ -398,9 +398,9 @@ def test_mud_file_as_policy_judges_the_device_that_announced_its_url(tmp_path: P
     assert "198.51.100.7" not in by_destination  # test.example.com tcp/443: the MUD file allows it
     other = by_destination["203.0.113.9"]  # any other name is not allowed
     assert (other["rule"]["id"], other["auditor"]["severity"], other["source"]["mac"]) == (
-        "mud-lightbulb2000", "medium", "02-00-00-00-00-10")
+        "mud-lighting-example-com-lightbulb2000", "medium", "02-00-00-00-00-10")
     assert other["destination"]["domain"] == "other.example.net"
-    assert {a["rule"]["id"] for a in alerts} == {"mud-lightbulb2000"}
+    assert {a["rule"]["id"] for a in alerts} == {"mud-lighting-example-com-lightbulb2000"}
     group = next(e for e in other["auditor"]["evidence"] if e["source"] == "policy-group")
     assert group["value"] == f"mud_urls: {MUD_URL}"
 
@@ -427,7 +427,8 @@ def test_rejudge_and_explain_use_the_mud_url_recorded_in_devices_json(tmp_path: 
     flow = next(f for f in read_jsonl(out / "flows.jsonl") if f["destination"]["ip"] == "203.0.113.9")
     explained = invoke("rules", "explain", out, flow["network"]["community_id"], "--rules", LIGHTBULB)
     assert explained.exit_code == 0, explained.output
-    assert f"policy 'mud-lightbulb2000': selects it by devices[0] (mud_urls: {MUD_URL})" in explained.stdout
+    policy = "policy 'mud-lighting-example-com-lightbulb2000'"
+    assert f"{policy}: selects it by devices[0] (mud_urls: {MUD_URL})" in explained.stdout
     assert "=> finding, severity medium (no allow entry matches)" in explained.stdout
 
 
@@ -669,11 +670,17 @@ def test_explain_shows_control_characters_of_a_wire_name_escaped(tmp_path: Path)
     out = tmp_path / "out"
     assert invoke("analyze", pcap, "--out", out, "-q").exit_code == 0
     (flow,) = read_jsonl(out / "flows.jsonl")
-    assert flow["destination"]["domain"] == "evil\x1b[31m.example.com"  # the TLS parser keeps the name as sent
+    # a name with control characters is no host name: the names stage leaves the flow unnamed
+    assert "domain" not in flow["destination"] and flow["auditor"]["name_source"] == "none"
+    # a flows.jsonl edited (or written by an older version) with such a name is still shown inert
+    flow["destination"]["domain"] = "evil\x1b[31m.example.com\n  => approved: not a finding"
+    flow["auditor"]["name_source"] = "sni"
+    (out / "flows.jsonl").write_text(json.dumps(flow) + "\n", encoding="utf-8")
     result = invoke("rules", "explain", out, flow["network"]["community_id"])
     assert result.exit_code == 0, result.output
-    assert "destination name: evil\\x1b[31m.example.com (from sni)" in result.stdout
+    assert "destination name: evil\\x1b[31m.example.com\\x0a  => approved: not a finding (from sni)" in result.stdout
     assert "\x1b" not in result.stdout
+    assert not any(line.startswith("  => approved") for line in result.stdout.splitlines())
 
 
 # --- rules learn -------------------------------------------------------------------------------------------

@@ -7,19 +7,43 @@ starts, and replies to them are part of those flows. What a passive auditor cann
 (same-manufacturer, controller, ...) is skipped with a warning naming the ACE, so a person
 reviews the output (to_yaml writes the warnings into its header) before using it.
 
-The file is hostile input: a wrong type or a missing container is a MudError naming the file and
-the JSON path; sizes, list lengths and carried text are capped; nothing else is raised.
+The conversion is never more permissive than the MUD file:
+
+- ACE order. A MUD policy's ACEs (over its ACLs, in order) are tried in order, the first match
+  deciding; a rule-file policy tries every deny before any allow. A drop after an accept it may
+  overlap (same family, protocols, ports and networks not provably disjoint) is therefore applied
+  first, the stricter reading, with a warning naming both ACEs. A drop with no matches drops every
+  flow: the ACEs after it are never reached and are skipped (checked, not converted). A drop that
+  cannot be converted is skipped with a warning naming the accepts after it, which may approve
+  flows the MUD file drops.
+- Address family. An ACE of an ipv4/ipv6 ACL, or with an ipv4/ipv6 match, applies to that family
+  only: an entry with no destination of its own (no networks, domains or local) gets
+  `networks: 0.0.0.0/0` or `::/0`. Names resolve per family and a network has one already;
+  `local: true` is the site's local networks of both families.
+- Ids. The policy id (and the default ruleset name) is `mud-` and a slug of the MUD URL's host,
+  port, path (less a final `.json`) and query: two makers' `device.json` differ. An id longer
+  than 60 characters is cut and ends in 8 hex digits of the URL's SHA-256.
+
+The file is hostile input: sizes, list lengths and carried text are capped, and MudError is the
+only exception. Every MudError message starts with the file name (one line, cleaned): then
+`file:line:column:` for JSON syntax, `file: json.path: problem` for what is inside the document
+(`ietf-mud:mud.from-device-policy`, `ietf-access-control-list:acls.acl[1].aces.ace[0].matches`),
+where a missing member is named at its container (`...destination-port: no port`), and
+`file: problem` when there is no path: the file cannot be read, is not JSON, is not a JSON object,
+or an argument (severity, MAC, vendor, ruleset) is wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -60,6 +84,8 @@ _DST_PORT = ("destination-port", "destination-port-range-or-operator", "destinat
 _SRC_PORT = ("source-port", "source-port-range-or-operator", "source-port-range")
 _L4 = {"tcp": 6, "udp": 17, "icmp": 1}
 _PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}  # names schema.py accepts
+_PROTOCOL_NUMBERS = {name: number for number, name in _PROTOCOL_NAMES.items()}
+_ANY_ADDRESS = {4: "0.0.0.0/0", 6: "::/0"}
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:\-]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}$")
@@ -67,6 +93,7 @@ _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 JsonPath = tuple[str | int, ...]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class MudError(ConfigError, ValueError):
@@ -88,6 +115,66 @@ class MudConversion:
 
 class _Skip(Exception):
     """This ACE cannot be converted faithfully; the message says why."""
+
+    def __init__(self, message: str, *, inbound_only: bool = False) -> None:
+        super().__init__(message)
+        self.inbound_only = inbound_only
+        """It matches only connections others open to the device: none of the flows we judge."""
+        self.drop = False
+        """It is a drop or reject ACE (set once its action is known)."""
+
+
+class _DropsAll(Exception):
+    """A drop ACE with no matches: it drops every flow, so no later ACE of the policy is reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a converted ACE matches, as far as proving two ACEs disjoint goes (None: any).
+
+    Domains and `local` prove nothing: a MUD name stands for the addresses it resolves to, which
+    another name or the site's local networks may share. Family, protocols, ports and networks do.
+    """
+
+    family: int | None
+    networks: tuple[Network, ...] | None
+    protocols: frozenset[int] | None
+    ports: tuple[tuple[int, int], ...] | None
+
+    @classmethod
+    def of(cls, entry: dict[str, Any], family: int | None) -> _Shape:
+        networks = tuple(ipaddress.ip_network(n) for n in entry["networks"]) if "networks" in entry else None
+        protocols = frozenset(_PROTOCOL_NUMBERS[p] if isinstance(p, str) else int(p)
+                              for p in entry["protocols"]) if "protocols" in entry else None
+        ports = tuple(_port_range(p) for p in entry["ports"]) if "ports" in entry else None
+        return cls(family, networks, protocols, ports)
+
+    def disjoint(self, other: _Shape) -> bool:
+        """Return True when no flow can match both (False: they may overlap)."""
+        if self.family is not None and other.family is not None and self.family != other.family:
+            return True
+        if self.protocols is not None and other.protocols is not None and not self.protocols & other.protocols:
+            return True
+        if self.ports is not None and other.ports is not None and not any(
+                low <= o_high and o_low <= high for low, high in self.ports for o_low, o_high in other.ports):
+            return True
+        return self.networks is not None and other.networks is not None and not any(
+            a.version == b.version and a.overlaps(b) for a in self.networks for b in other.networks)
+
+
+@dataclass(slots=True)
+class _Converted:
+    """A from-device policy's entries, in file order within allow and deny."""
+
+    allow: list[dict[str, Any]] = field(default_factory=list)
+    deny: list[dict[str, Any]] = field(default_factory=list)
+    accepts: list[tuple[str, _Shape]] = field(default_factory=list)
+    """The accept ACEs converted so far: label, shape."""
+    skipped_drops: list[tuple[str, list[str]]] = field(default_factory=list)
+    """Drop ACEs that could not be converted, with the labels of the accepts converted after them."""
+    drops_all: str | None = None
+    """The label of a drop ACE with no matches: ACEs after it are unreachable."""
+    unreachable: list[str] = field(default_factory=list)
 
 
 def _clean(text: str, limit: int = MAX_TEXT) -> str:
@@ -174,19 +261,21 @@ def load_mud(
 ) -> MudConversion:
     """Read a MUD JSON file (at most 4 MiB) and return its conversion; MudError says what is wrong."""
     source = os.fspath(path)
+    shown = _clean(source, 300)
     try:
         with open(path, "rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise MudError(f"{source}: cannot read: {exc.strerror or exc}") from exc
+        raise MudError(f"{shown}: cannot read: {_clean(str(exc.strerror or exc))}") from exc
     if len(data) > MAX_FILE_BYTES:
-        raise MudError(f"{source}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not read")
+        raise MudError(f"{shown}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not read")
     document = parse_json(data, source)
     return convert_mud(document, source, severity=severity, macs=macs, vendors=vendors, ruleset=ruleset)
 
 
 def parse_json(data: bytes, source: str) -> Any:
     """Return the JSON value in data; MudError with file:line:column when it is not JSON."""
+    source = _clean(source, 300)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -211,8 +300,8 @@ def convert_mud(
     ruleset: str | None = None,
 ) -> MudConversion:
     """Return the rule file for a parsed MUD document; MudError names the file and the JSON path."""
-    _check_arguments(severity, macs, vendors, ruleset)
     reader = _Reader(_clean(source, 300))
+    _check_arguments(reader.source, severity, macs, vendors, ruleset)
     if not isinstance(document, dict):
         reader.fail((), f"expected a JSON object holding {MUD_KEY!r}")
     if MUD_KEY not in document:
@@ -227,16 +316,16 @@ def convert_mud(
     about = _describe(reader, mud)
     acls = _acl_table(reader, document)
 
-    allow: list[dict[str, Any]] = []
-    deny: list[dict[str, Any]] = []
+    converted = _Converted()
     used: set[str] = set()
     for name in _policy_acls(reader, mud, "from-device-policy"):
         used.add(name)
         if name not in acls:
             reader.warn(f"from-device policy names acl {_quote(name)}, which the file does not define; skipped")
             continue
-        for action, entry in _convert_acl(reader, acls[name]):
-            (allow if action == "allow" else deny).append(entry)
+        _convert_acl(reader, acls[name], converted)
+    _order_warnings(reader, converted)
+    allow, deny = converted.allow, converted.deny
     for name in _policy_acls(reader, mud, "to-device-policy"):
         used.add(name)
         for ace_name, _ace, _path in acls[name].aces if name in acls else ():
@@ -289,18 +378,26 @@ def to_yaml(conversion: MudConversion) -> str:
     return "\n".join(header) + "\n" + body
 
 
-def _check_arguments(severity: str, macs: Sequence[str], vendors: Sequence[str], ruleset: str | None) -> None:
-    # these come from the caller (CLI flags), not the file: say which flag value is wrong
+def _check_arguments(
+    source: str, severity: str, macs: Sequence[str], vendors: Sequence[str], ruleset: str | None
+) -> None:
+    # these come from the caller (CLI flags), not the file: no JSON path, and say it is an argument
     if severity not in SEVERITIES:
-        raise MudError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+        raise MudError(f"{source}: severity argument {_shown(severity)} is not one of {', '.join(SEVERITIES)}")
     for mac in macs:
         if not isinstance(mac, str) or not _MAC.match(mac):
-            raise MudError(f"{mac!r} is not a MAC address (AA:BB:CC:DD:EE:FF)")
+            raise MudError(f"{source}: MAC argument {_shown(mac)} is not a MAC address (AA:BB:CC:DD:EE:FF)")
     for vendor in vendors:
         if not isinstance(vendor, str) or not _ID.match(vendor):
-            raise MudError(f"{vendor!r} is not a vendor id (lower case letters, digits and '-')")
+            raise MudError(f"{source}: vendor argument {_shown(vendor)} is not a vendor id "
+                           "(lower case letters, digits and '-')")
     if ruleset is not None and (not isinstance(ruleset, str) or not _ID.match(ruleset)):
-        raise MudError(f"ruleset {ruleset!r} is not an id (lower case letters, digits and '-')")
+        raise MudError(f"{source}: ruleset argument {_shown(ruleset)} is not an id "
+                       "(lower case letters, digits and '-')")
+
+
+def _shown(value: object) -> str:
+    return repr(_clean(value, 80)) if isinstance(value, str) else _clean(repr(value), 80)
 
 
 def _others(container: dict[str, Any], *known: str) -> list[str]:
@@ -356,16 +453,25 @@ def _describe(reader: _Reader, mud: dict[str, Any]) -> dict[str, str]:
 
 
 def _derive_id(url: str, model: str) -> str:
-    """Return 'mud-' plus a slug of the URL's last path segment (else the model name, else the host)."""
+    """Return 'mud-' plus a slug of the URL's host, port, path (less '.json') and query (else of the model
+    name, else 'device'); over ID_LENGTH characters, cut and ended with 8 hex digits of the URL's SHA-256.
+
+    The host and the whole path keep two makers' `/mud/device.json` apart: the ids of a rules folder
+    of MUD files must differ.
+    """
     parts = urlsplit(url)
-    segments = [s for s in parts.path.split("/") if s]
-    last = re.sub(r"\.json$", "", segments[-1], flags=re.IGNORECASE) if segments else ""
-    slug = next((s for s in (_slug(last), _slug(model), _slug(parts.hostname or "")) if s), "device")
-    return f"mud-{slug}"[:ID_LENGTH].rstrip("-")
+    host = parts.netloc.rpartition("@")[2]  # not the user info
+    path = re.sub(r"\.json$", "", parts.path, flags=re.IGNORECASE)
+    slug = _slug(f"{host}/{path}/{parts.query}") or _slug(model) or "device"
+    policy_id = f"mud-{slug}"
+    if len(policy_id) <= ID_LENGTH:
+        return policy_id
+    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{policy_id[: ID_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _acl_table(reader: _Reader, document: dict[str, Any]) -> dict[str, _Acl]:
@@ -440,34 +546,86 @@ def _policy_acls(reader: _Reader, mud: dict[str, Any], direction: str) -> list[s
     return names
 
 
-def _convert_acl(reader: _Reader, acl: _Acl) -> list[tuple[str, dict[str, Any]]]:
-    out: list[tuple[str, dict[str, Any]]] = []
+def _convert_acl(reader: _Reader, acl: _Acl, out: _Converted) -> None:
+    """Convert one from-device ACL's ACEs into out, in order (the order of the policy's ACLs, then ACEs)."""
     for ace_name, ace, path in acl.aces:
         label = f"ace {_clean(ace_name)} (acl {_clean(acl.name)})"
+        if out.drops_all is not None:
+            # never reached in the MUD file: still checked (a wrong type is an error), not converted
+            out.unreachable.append(label)
+            with contextlib.suppress(_Skip, _DropsAll):
+                _convert_ace(_Reader(reader.source), ace, path, label, acl.family)
+            continue
         try:
-            out.append(_convert_ace(reader, ace, path, label, acl.family))
+            action, entry, shape = _convert_ace(reader, ace, path, label, acl.family)
+        except _DropsAll:
+            out.drops_all = label
+            continue
         except _Skip as skip:
             reader.warn(f"{label}: {skip}; skipped")
-    return out
+            if skip.drop and not skip.inbound_only:
+                out.skipped_drops.append((label, []))
+            continue
+        if action == "allow":
+            out.allow.append(entry)
+            out.accepts.append((label, shape))
+            for _drop, later in out.skipped_drops:
+                later.append(label)
+            continue
+        out.deny.append(entry)
+        earlier = [accept for accept, accepted in out.accepts if not shape.disjoint(accepted)]
+        if earlier:
+            more = ""
+            if len(earlier) > 1:
+                more = f" and {len(earlier) - 1} more accept ({', '.join(earlier[1:4])}"
+                more += ", ...)" if len(earlier) > 4 else ")"
+            reader.warn(f"{label}: drop comes after {earlier[0]}{more}, an accept that "
+                        "may match the same flows; a rule file cannot keep ACE order, so the deny is applied first "
+                        "(the stricter reading: flows both match are findings, though the MUD file accepts them)")
+
+
+def _order_warnings(reader: _Reader, out: _Converted) -> None:
+    """Warn of what ACE order changed beyond a drop applied first (see _convert_acl)."""
+    for label, later in out.skipped_drops:
+        if later:
+            more = f" and {len(later) - 1} more" if len(later) > 1 else ""
+            reader.warn(f"{label}: this drop could not be converted, but accept {later[0]}{more} after it may match "
+                        "flows it drops: those are approved here though the MUD file drops them; review")
+    if out.drops_all is not None:
+        count = len(out.unreachable)
+        listed = ", ".join(out.unreachable[:3]) + (", ..." if count > 3 else "")
+        after = (f"; the {count} later ACEs ({listed}) are never reached and are skipped" if count > 1
+                 else f"; the later ACE ({listed}) is never reached and is skipped" if count else "")
+        reader.warn(f"{out.drops_all}: drop with no matches drops every flow, as the policy's severity does "
+                    f"for what no allow entry approves{after}")
 
 
 def _convert_ace(
     reader: _Reader, ace: dict[str, Any], path: JsonPath, label: str, family: int | None
-) -> tuple[str, dict[str, Any]]:
-    """Return ("allow" | "deny", entry) for one from-device ACE; _Skip when it cannot be written."""
+) -> tuple[str, dict[str, Any], _Shape]:
+    """Return ("allow" | "deny", entry, its shape) for one from-device ACE; _Skip when it cannot be
+    written, _DropsAll for a drop with no matches."""
     for key in _others(ace, "name", "rule-name", "matches", "actions"):
         reader.warn(f"{label}: unknown key {_quote(key)} ignored")
     action = _action(reader, ace.get("actions"), (*path, "actions"), label)
     matches = ace.get("matches")
-    if matches is None or matches == {}:
-        raise _Skip("no matches, so it would match every flow")
-    entry = _matches(reader, reader.obj(matches, (*path, "matches")), (*path, "matches"), label, family)
-    if not entry:
-        raise _Skip("nothing it matches can be judged here, so it would match every flow")
+    if (matches is None or matches == {}) and action == "deny":
+        raise _DropsAll
+    try:
+        if matches is None or matches == {}:
+            raise _Skip("no matches, so it would match every flow")
+        entry, entry_family = _matches(reader, reader.obj(matches, (*path, "matches")), (*path, "matches"), label,
+                                       family)
+        if not entry:
+            raise _Skip("nothing it matches can be judged here, so it would match every flow")
+    except _Skip as skip:
+        skip.drop = action == "deny"
+        raise
+    shape = _Shape.of(entry, entry_family)
     entry["comment"] = label
     if action == "deny":
         entry["severity"] = DENY_SEVERITY
-    return action, entry
+    return action, entry, shape
 
 
 def _action(reader: _Reader, value: Any, path: JsonPath, label: str) -> str:
@@ -491,8 +649,9 @@ def _action(reader: _Reader, value: Any, path: JsonPath, label: str) -> str:
 
 def _matches(
     reader: _Reader, matches: dict[str, Any], path: JsonPath, label: str, acl_family: int | None
-) -> dict[str, Any]:
-    """Return the destination fields (without comment) one ACE's matches map to; _Skip if none can."""
+) -> tuple[dict[str, Any], int | None]:
+    """Return the destination fields (without comment) one ACE's matches map to, and its address family
+    (4, 6 or None: either); _Skip if none can."""
     flat: dict[str, tuple[Any, JsonPath]] = {}
     for key, value in matches.items():
         if key in ("l3", "l4"):  # drafts wrapped the choices: "l3": {"ipv6": ...}, "l4": {"tcp": ...}
@@ -542,9 +701,13 @@ def _matches(
             entry["ports"] = ports
     elif protocol is not None:
         entry["protocols"] = [_protocol_name(protocol)]
+    if entry and family is not None and not entry.keys() & {"local", "domains", "networks"}:
+        # `tcp 443` of an IPv4 ACL is IPv4 only. Not added to an empty entry: an ACE matching only
+        # what we ignore (a source network, ttl...) is not "all of IPv4"
+        entry["networks"] = [_ANY_ADDRESS[family]]
     # key order of the written entry: where to, then how
     order = ("local", "domains", "networks", "protocols", "ports")
-    return {key: entry[key] for key in order if key in entry}
+    return {key: entry[key] for key in order if key in entry}, family
 
 
 def _protocol_name(number: int) -> str | int:
@@ -618,7 +781,7 @@ def _l4(reader: _Reader, l4: dict[str, Any], path: JsonPath, label: str, kind: s
             direction = reader.text(value, field_path).rsplit(":", 1)[-1]
             if direction == "to-device":
                 raise _Skip("direction-initiated to-device: connections others open to the device are not "
-                            "its own flows")
+                            "its own flows", inbound_only=True)
             if direction != "from-device":
                 raise _Skip(f"unknown direction-initiated {_clean(direction, 40)!r}")
         elif kind == "icmp" and key in ("type", "code", "rest-of-header"):
@@ -637,14 +800,19 @@ def _ports(reader: _Reader, value: Any, path: JsonPath, label: str) -> list[int 
     if "lower-port" in spec or "upper-port" in spec:
         for key in _others(spec, "lower-port", "upper-port"):
             reader.warn(f"{label}: unknown port field {_quote(key)} ignored")
-        low = reader.number(spec.get("lower-port"), (*path, "lower-port"), 65535, "a port number")
-        high = reader.number(spec.get("upper-port"), (*path, "upper-port"), 65535, "a port number")
+        for key in ("lower-port", "upper-port"):
+            if key not in spec:
+                reader.fail(path, f"no {key}")
+        low = reader.number(spec["lower-port"], (*path, "lower-port"), 65535, "a port number")
+        high = reader.number(spec["upper-port"], (*path, "upper-port"), 65535, "a port number")
         ranges = [(low, high)]
     else:
         for key in _others(spec, "operator", "port"):
             reader.warn(f"{label}: unknown port field {_quote(key)} ignored")
         operator = reader.text(spec.get("operator", "eq"), (*path, "operator")).rsplit(":", 1)[-1]
-        port = reader.number(spec.get("port"), (*path, "port"), 65535, "a port number")
+        if "port" not in spec:
+            reader.fail(path, "no port")
+        port = reader.number(spec["port"], (*path, "port"), 65535, "a port number")
         by_operator = {
             "eq": [(port, port)],
             "lte": [(0, port)], "lt": [(0, port - 1)],  # lt/gt: draft spellings
@@ -658,3 +826,11 @@ def _ports(reader: _Reader, value: Any, path: JsonPath, label: str) -> list[int 
     if not ranges:
         raise _Skip("its destination port range is empty")
     return [low if low == high else f"{low}-{high}" for low, high in ranges]
+
+
+def _port_range(port: int | str) -> tuple[int, int]:
+    """Return a written port (443 or '8000-8100') as (low, high)."""
+    if isinstance(port, int):
+        return port, port
+    low, _, high = port.partition("-")
+    return int(low), int(high)

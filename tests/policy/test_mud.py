@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditor.errors import ConfigError
+from auditor.policy.load import Vocabulary, load_rules
 from auditor.policy.mud import (
+    ID_LENGTH,
     MAX_ACES,
     MAX_FILE_BYTES,
     MudConversion,
@@ -35,11 +38,11 @@ TO_DEVICE_WARNING = ("to-device ace cl0-todev (acl mud-76100-v6to): skipped: inb
 # RFC 8520 §9's figure names test.example.com (erratum 7173 fixes the prose, which said service.bms.example.com)
 EXPECTED_RFC_EXAMPLE: dict[str, Any] = {
     "version": 1,
-    "ruleset": "mud-lightbulb2000",
+    "ruleset": "mud-lighting-example-com-lightbulb2000",
     "description": f"Imported from MUD {URL} (The BMS Example Light Bulb), last-update 2019-01-28T11:20:51+01:00",
     "policies": [
         {
-            "id": "mud-lightbulb2000",
+            "id": "mud-lighting-example-com-lightbulb2000",
             "name": "The BMS Example Light Bulb",
             "description": "Flows the device starts, as the from-device policy of its MUD file allows them.",
             "devices": [{"mud_urls": [URL]}],
@@ -98,6 +101,14 @@ def convert(*aces: dict[str, Any], **kwargs: Any) -> MudConversion:
     return convert_mud(mud_with(*aces), "cam7.json", **kwargs)
 
 
+def with_acls(*acls: tuple[str, str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A MUD document whose from-device policy lists the ACLs (name, type, aces) in that order."""
+    document = mud_with()
+    document["ietf-mud:mud"]["from-device-policy"]["access-lists"]["access-list"] = [{"name": n} for n, _, _ in acls]
+    document[ACLS]["acl"] = [{"name": n, "type": t, "aces": {"ace": a}} for n, t, a in acls]
+    return document
+
+
 def warned(conversion: MudConversion, *parts: str) -> bool:
     return any(all(p in w for p in parts) for w in conversion.warnings)
 
@@ -150,7 +161,8 @@ def test_convert_mud_drop_and_reject_become_deny_entries() -> None:
     assert entries(conversion) == []
     assert entries(conversion, "deny") == [
         {"domains": ["cloud.example.net"], "comment": "ace no-cloud (acl fr)", "severity": "high"},
-        {"protocols": ["udp"], "ports": [32100], "comment": "ace no-p2p (acl fr)", "severity": "high"},
+        {"networks": ["0.0.0.0/0"], "protocols": ["udp"], "ports": [32100], "comment": "ace no-p2p (acl fr)",
+         "severity": "high"},
     ]
 
 
@@ -191,7 +203,8 @@ def test_convert_mud_destination_network_and_protocol_number() -> None:
 )
 def test_convert_mud_port_ranges_and_operators(spec: dict[str, Any], ports: list[int | str]) -> None:
     conversion = convert(ace("p", {"tcp": {"destination-port": spec}}))
-    assert entries(conversion) == [{"protocols": ["tcp"], "ports": ports, "comment": "ace p (acl fr)"}]
+    assert entries(conversion) == [
+        {"networks": ["0.0.0.0/0"], "protocols": ["tcp"], "ports": ports, "comment": "ace p (acl fr)"}]
 
 
 @pytest.mark.parametrize(
@@ -242,6 +255,169 @@ def test_convert_mud_wrong_family_network_skips_the_ace() -> None:
     assert entries(conversion) == []
     assert warned(conversion, "ace w (acl fr)", "IPv4", "skipped")
     assert warned(conversion, "ace v (acl fr)", "not a network", "skipped")
+
+
+# --- address family ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("acl_type", "matches", "expected"),
+    [
+        # the ACL type says the family: the entry keeps to it
+        ("ipv4-acl-type", {"tcp": {"destination-port": {"port": 443}}},
+         {"networks": ["0.0.0.0/0"], "protocols": ["tcp"], "ports": [443]}),
+        ("ietf-access-control-list:ipv6-acl-type", {"udp": {"destination-port": {"port": 123}}},
+         {"networks": ["::/0"], "protocols": ["udp"], "ports": [123]}),
+        ("ipv6-acl-type", {"ipv6": {"protocol": 50}}, {"networks": ["::/0"], "protocols": [50]}),
+        # so do the matches, in a mixed ACL
+        ("mixed-eth-ipv4-ipv6-acl-type", {"ipv4": {"protocol": 6}, "tcp": {"destination-port": {"port": 443}}},
+         {"networks": ["0.0.0.0/0"], "protocols": ["tcp"], "ports": [443]}),
+        ("mixed-eth-ipv4-ipv6-acl-type", {"ipv6": {}, "icmp": {}}, {"networks": ["::/0"], "protocols": ["icmpv6"]}),
+        ("ipv4-acl-type", {"l3": {"ipv4": {"protocol": 17}}}, {"networks": ["0.0.0.0/0"], "protocols": ["udp"]}),
+        # no family known: both
+        ("mixed-eth-ipv4-ipv6-acl-type", {"tcp": {"destination-port": {"port": 443}}},
+         {"protocols": ["tcp"], "ports": [443]}),
+        ("mixed-eth-ipv4-ipv6-acl-type", {"icmp": {}}, {"protocols": ["icmp", "icmpv6"]}),
+        # names resolve per family, a network is of one already, local means the site's networks of both
+        ("ipv4-acl-type", {"ipv4": {"ietf-acldns:dst-dnsname": "a.example.com", "protocol": 6}},
+         {"domains": ["a.example.com"], "protocols": ["tcp"]}),
+        ("ipv6-acl-type", {"ipv6": {"destination-ipv6-network": "2001:db8::/32"}}, {"networks": ["2001:db8::/32"]}),
+        ("ipv4-acl-type", {"ietf-mud:mud": {"local-networks": [None]}, "tcp": {"destination-port": {"port": 80}}},
+         {"local": True, "protocols": ["tcp"], "ports": [80]}),
+    ],
+)
+def test_convert_mud_entries_keep_to_the_address_family(
+    acl_type: str, matches: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    for forwarding in ("accept", "drop"):
+        conversion = convert_mud(mud_with(ace("f", matches, forwarding), acl_type=acl_type), "cam7.json")
+        (entry,) = entries(conversion, "allow" if forwarding == "accept" else "deny")
+        assert {k: v for k, v in entry.items() if k not in ("comment", "severity")} == expected
+
+
+def test_convert_mud_family_alone_does_not_make_an_ace_convertible() -> None:
+    # an ipv4 match holding only what we ignore still matches nothing we can judge: not "all of IPv4"
+    conversion = convert(ace("s", {"ipv4": {"source-ipv4-network": "10.0.0.0/8", "ttl": 3}}))
+    assert entries(conversion) == []
+    assert warned(conversion, "ace s (acl fr)", "would match every flow", "skipped")
+
+
+# --- ACE order -----------------------------------------------------------------------------------
+
+ORDER_WARNING = ("ace d (acl fr): drop comes after ace a (acl fr), an accept that may match the same flows; a rule "
+                 "file cannot keep ACE order, so the deny is applied first (the stricter reading: flows both match "
+                 "are findings, though the MUD file accepts them)")
+
+
+def test_convert_mud_drop_after_an_overlapping_accept_is_applied_first_with_a_warning() -> None:
+    conversion = convert(
+        ace("a", {"ipv4": {"destination-ipv4-network": "198.51.100.0/24"}}),
+        ace("d", {"ipv4": {"protocol": 6}}, "drop"),
+    )
+    # never more permissive than the MUD file: the deny stays, and is tried first
+    assert entries(conversion) == [{"networks": ["198.51.100.0/24"], "comment": "ace a (acl fr)"}]
+    assert entries(conversion, "deny") == [
+        {"networks": ["0.0.0.0/0"], "protocols": ["tcp"], "comment": "ace d (acl fr)", "severity": "high"}]
+    assert conversion.warnings == (ORDER_WARNING,)
+
+
+def test_convert_mud_order_warning_counts_every_earlier_overlapping_accept() -> None:
+    conversion = convert(
+        ace("a", {"ipv4": {"ietf-acldns:dst-dnsname": "a.example.com"}}),
+        ace("b", {"udp": {"destination-port": {"port": 53}}}),
+        ace("c", {"ietf-mud:mud": {"local-networks": [None]}}),
+        ace("d", {"tcp": {"destination-port": {"port": 23}}}, "drop"),
+    )
+    # b is udp, d tcp: they cannot both match a flow; a and c may
+    assert warned(conversion, "ace d (acl fr): drop comes after ace a (acl fr) and 1 more accept (ace c (acl fr))")
+    assert not warned(conversion, "ace b (acl fr)")
+    assert len(entries(conversion, "deny")) == 1
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        # the accept comes after the drop: deny-first is the MUD's order
+        (ace("d", {"ipv4": {"protocol": 6}}, "drop"), ace("a", {"ipv4": {"destination-ipv4-network": "10.0.0.0/8"}})),
+        # disjoint protocols, ports, networks
+        (ace("a", {"udp": {}}), ace("d", {"tcp": {}}, "drop")),
+        (ace("a", {"tcp": {"destination-port": {"port": 443}}}),
+         ace("d", {"tcp": {"destination-port": {"lower-port": 1, "upper-port": 442}}}, "drop")),
+        (ace("a", {"tcp": {"destination-port": {"operator": "neq", "port": 23}}}),
+         ace("d", {"tcp": {"destination-port": {"port": 23}}}, "drop")),
+        (ace("a", {"ipv4": {"destination-ipv4-network": "10.0.0.0/8"}}),
+         ace("d", {"ipv4": {"destination-ipv4-network": "192.168.0.0/16"}}, "drop")),
+        (ace("a", {"ipv4": {"ietf-acldns:dst-dnsname": "a.example.com", "protocol": 17}}),
+         ace("d", {"ipv4": {"ietf-acldns:dst-dnsname": "b.example.com", "protocol": 6}}, "drop")),
+        # an accept that was skipped approves nothing here
+        (ace("a", {"ietf-mud:mud": {"same-manufacturer": [None]}}), ace("d", {"ipv4": {"protocol": 6}}, "drop")),
+    ],
+)
+def test_convert_mud_drop_that_no_earlier_accept_overlaps_needs_no_warning(
+    earlier: dict[str, Any], later: dict[str, Any]
+) -> None:
+    conversion = convert(earlier, later)
+    assert len(entries(conversion, "deny")) == 1
+    assert not warned(conversion, "comes after")
+    assert not warned(conversion, "could not be converted")
+
+
+def test_convert_mud_order_spans_the_acls_of_the_policy_but_not_the_families() -> None:
+    document = with_acls(
+        ("v6", "ipv6-acl-type", [ace("a6", {"ipv6": {"ietf-acldns:dst-dnsname": "a.example.com"}})]),
+        ("v4a", "ipv4-acl-type", [ace("a4", {"ipv4": {"ietf-acldns:dst-dnsname": "a.example.com"}})]),
+        ("v4d", "ipv4-acl-type", [ace("d4", {"tcp": {}}, "drop")]),
+    )
+    conversion = convert_mud(document, "cam7.json")
+    # a4 (an earlier ACL) may overlap d4; a6 is IPv6, so it cannot
+    assert warned(conversion, "ace d4 (acl v4d): drop comes after ace a4 (acl v4a), an accept")
+    assert not warned(conversion, "a6")
+
+
+def test_convert_mud_drop_of_every_flow_makes_the_later_aces_unreachable() -> None:
+    # the MUD file accepts a, then drops everything: b is never reached, and must not be approved here
+    conversion = convert(
+        ace("a", {"ipv4": {"ietf-acldns:dst-dnsname": "a.example.com"}}),
+        ace("all", None, "drop"),
+        ace("b", {"ipv4": {"ietf-acldns:dst-dnsname": "b.example.com"}}),
+        ace("c", {"tcp": {}}, "drop"),
+    )
+    assert [e["comment"] for e in entries(conversion)] == ["ace a (acl fr)"]
+    assert entries(conversion, "deny") == []
+    assert warned(conversion, "ace all (acl fr)", "drops every flow", "2 later ACEs (ace b (acl fr), ace c (acl fr))",
+                  "never reached", "skipped")
+    assert not warned(conversion, "ace c (acl fr): drop comes after")
+    one = convert(ace("all", None, "drop"), ace("b", {"udp": {}}))
+    assert entries(one) == []
+    assert warned(one, "ace all (acl fr)", "the later ACE (ace b (acl fr)) is never reached and is skipped")
+
+
+def test_convert_mud_unreachable_aces_are_still_checked() -> None:
+    with pytest.raises(MudError, match=r"^cam7\.json: .*ace\[1\]\.actions: expected an object$"):
+        convert(ace("all", {}, "drop"), {"name": "b", "matches": {}, "actions": []})
+
+
+def test_convert_mud_skipped_drop_before_an_accept_is_warned() -> None:
+    # the MUD file drops flows to the maker's other devices before accepting the local networks: we cannot
+    # tell which local addresses those are, so the accept approves flows the MUD file drops
+    conversion = convert(
+        ace("no-peers", {"ietf-mud:mud": {"same-manufacturer": [None]}}, "drop"),
+        ace("loc", {"ietf-mud:mud": {"local-networks": [None]}}),
+        ace("web", {"tcp": {"destination-port": {"port": 443}}}),
+    )
+    assert len(entries(conversion)) == 2
+    assert warned(conversion, "ace no-peers (acl fr)", "skipped")
+    assert warned(conversion, "ace no-peers (acl fr): this drop could not be converted", "ace loc (acl fr) and 1 more",
+                  "approved here though the MUD file drops them")
+
+
+def test_convert_mud_skipped_drop_of_inbound_connections_is_not_an_order_problem() -> None:
+    conversion = convert(
+        ace("in", {"tcp": {"ietf-mud:direction-initiated": "to-device"}}, "drop"),
+        ace("web", {"tcp": {"destination-port": {"port": 443}}}),
+    )
+    assert len(entries(conversion)) == 1
+    assert not warned(conversion, "could not be converted")
 
 
 # --- warnings ------------------------------------------------------------------------------------
@@ -347,17 +523,54 @@ def test_convert_mud_without_from_device_policy_allows_nothing() -> None:
 @pytest.mark.parametrize(
     ("url", "extra", "expected"),
     [
-        ("https://maker.example.com/cam-7", {}, "mud-cam-7"),
-        ("https://maker.example.com/mud/Cam_7%20Pro.json", {}, "mud-cam-7-20pro"),
-        ("https://maker.example.com/", {"model-name": "Model X"}, "mud-model-x"),
-        ("https://maker.example.com/", {}, "mud-maker-example-com"),
-        ("https://maker.example.com/" + "a" * 100, {}, "mud-" + "a" * 56),
+        ("https://maker.example.com/cam-7", {}, "mud-maker-example-com-cam-7"),
+        ("https://maker.example.com/mud/Cam_7%20Pro.json", {}, "mud-maker-example-com-mud-cam-7-20pro"),
+        ("https://a.example.com/mud/device.json", {}, "mud-a-example-com-mud-device"),
+        ("https://b.example.com/mud/device.json", {}, "mud-b-example-com-mud-device"),
+        ("https://Maker.Example.com:8443/x/", {"model-name": "Model X"}, "mud-maker-example-com-8443-x"),
+        ("https://maker.example.com/", {"model-name": "Model X"}, "mud-maker-example-com"),
+        ("https://user@maker.example.com/mud?model=7", {}, "mud-maker-example-com-mud-model-7"),
     ],
 )
 def test_convert_mud_derives_ids(url: str, extra: dict[str, Any], expected: str) -> None:
     conversion = convert_mud(mud_with(**{"mud-url": url, **extra}), "x.json")
     assert conversion.rule_file["ruleset"] == expected
     assert conversion.rule_file["policies"][0]["id"] == expected
+
+
+def test_convert_mud_trims_long_ids_with_a_hash_of_the_url() -> None:
+    ids = set()
+    for tail in ("a" * 100, "a" * 100 + "b", "a" * 99 + "-"):
+        url = "https://maker.example.com/" + tail
+        conversion = convert_mud(mud_with(**{"mud-url": url}), "x.json")
+        policy_id = conversion.rule_file["policies"][0]["id"]
+        assert conversion.rule_file["ruleset"] == policy_id
+        assert len(policy_id) <= ID_LENGTH
+        assert re.fullmatch(r"mud-maker-example-com-a+-[0-9a-f]{8}", policy_id), policy_id
+        ids.add(policy_id)
+    assert len(ids) == 3  # what the cut took off still tells them apart
+    short = convert_mud(mud_with(**{"mud-url": "https://m.example/" + "a" * 40}), "x.json").rule_file
+    assert short["ruleset"] == "mud-m-example-" + "a" * 40  # 54 characters: not trimmed
+
+
+@pytest.mark.parametrize("url", ["https://maker.example.com/", "https://m.example/" + "-" * 80,
+                                 "https://[2001:db8::1]/mud/x", "https://\u00e9.example/\u00e9.json"])
+def test_convert_mud_ids_are_always_valid(url: str) -> None:
+    policy_id = convert_mud(mud_with(**{"mud-url": url}), "x.json").rule_file["policies"][0]["id"]
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", policy_id) and len(policy_id) <= ID_LENGTH, policy_id
+
+
+def test_mud_files_of_two_makers_with_the_same_file_name_load_together(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for host in ("a", "b"):
+        document = rfc_example()
+        document["ietf-mud:mud"]["mud-url"] = f"https://{host}.example.com/mud/device.json"
+        (rules / f"{host}-device.json").write_text(json.dumps(document), encoding="utf-8")
+    shutil.copy(data("lightbulb2000.json"), rules / "lightbulb2000.json")
+    ruleset = load_rules([rules], Vocabulary(vendors=None, lists=None))
+    assert sorted(p.policy.id for p in ruleset.policies) == [
+        "mud-a-example-com-mud-device", "mud-b-example-com-mud-device", "mud-lighting-example-com-lightbulb2000"]
 
 
 def test_convert_mud_names_the_policy_after_systeminfo_else_model_else_url() -> None:
@@ -378,7 +591,7 @@ def test_convert_mud_arguments_add_selectors_severity_and_ruleset() -> None:
                                  {"macs": ["AA:BB:CC:DD:EE:FF"]}, {"vendors": ["hikvision"]}]
     assert policy["severity"] == "high"
     assert conversion.rule_file["ruleset"] == "site-muds"
-    assert policy["id"] == "mud-cam-7"
+    assert policy["id"] == "mud-maker-example-com-cam-7"
 
 
 @pytest.mark.parametrize(
@@ -386,8 +599,11 @@ def test_convert_mud_arguments_add_selectors_severity_and_ruleset() -> None:
     [{"severity": "urgent"}, {"macs": ["not-a-mac"]}, {"vendors": ["Hik Vision"]}, {"ruleset": "Bad Id"}],
 )
 def test_convert_mud_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(MudError):
+    with pytest.raises(MudError) as caught:
         convert(**kwargs)
+    # an argument is not in the file, so there is no JSON path; the message still names the file
+    assert str(caught.value).startswith("cam7.json: ")
+    assert "argument" in str(caught.value)
 
 
 # --- hostile input -------------------------------------------------------------------------------
@@ -452,6 +668,9 @@ def _drop(path: tuple[str | int, ...]) -> Callable[[dict[str, Any]], None]:
         (_set((*FR_ACE, "matches", "tcp", "destination-port", "port"), 70000), "destination-port.port: expected a"),
         (_set((*FR_ACE, "matches", "tcp", "destination-port", "port"), 4.5), "destination-port.port: expected a port"),
         (_set((*FR_ACE, "matches", "tcp", "destination-port", "operator"), 1), "destination-port.operator: expected a"),
+        (_set((*FR_ACE, "matches", "tcp", "destination-port"), {"operator": "eq"}), "destination-port: no port"),
+        (_set((*FR_ACE, "matches", "tcp", "destination-port"), {"lower-port": 1}), "destination-port: no upper-port"),
+        (_set((*FR_ACE, "matches", "tcp", "destination-port"), {"upper-port": 1}), "destination-port: no lower-port"),
         (_set((*FR_ACE, "matches", "tcp", "ietf-mud:direction-initiated"), {}), "direction-initiated: expected a str"),
         (_set((*FR_ACE, "matches", "ietf-mud:mud"), [None]), "ace[0].matches.ietf-mud:mud: expected an object"),
         (_set((*FR_ACE, "matches", "l3"), "ipv6"), "ace[0].matches.l3: expected an object"),
@@ -466,6 +685,22 @@ def test_convert_mud_wrong_types_name_the_file_and_the_path(
         convert_mud(document, "lightbulb2000.json")
     assert str(caught.value).startswith("lightbulb2000.json: ")
     assert message in str(caught.value)
+
+
+def test_every_mud_error_names_the_file_and_where() -> None:
+    # the source as given, cleaned like every other message: one line
+    with pytest.raises(MudError) as caught:
+        convert_mud([], "bad\nname.json")
+    assert str(caught.value) == ("bad\ufffdname.json: expected a JSON object holding 'ietf-mud:mud'")
+
+
+def test_load_mud_errors_clean_the_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "bad\nname.json"
+    path.write_bytes(b"{,}")
+    with pytest.raises(MudError) as caught:
+        load_mud(path)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(str(path).replace("\n", "\ufffd") + ":1:2: not JSON")
 
 
 def test_convert_mud_error_message_reads_file_path_problem() -> None:
