@@ -146,11 +146,13 @@ def test_a_stopped_sensor_with_an_old_report_is_not_stale(tmp_path: Path) -> Non
     assert "STALE" not in result.stdout
 
 
-@pytest.mark.parametrize(("dropped", "interface_dropped"), [(7, 0), (0, 3), (2, 2)])
-def test_drops_fail_the_check(tmp_path: Path, dropped: int, interface_dropped: int) -> None:
+@pytest.mark.parametrize(("dropped", "interface_dropped", "code"), [(7, 0, 1), (0, 3, 0), (2, 2, 1)])
+def test_kernel_drops_fail_the_check(tmp_path: Path, dropped: int, interface_dropped: int, code: int) -> None:
+    # the interface's count (Linux rx_dropped) also holds frames the host stack ignored after the capture
+    # saw them (VLAN-tagged or IPv6 frames on a bare mirror port): shown, but no failure on its own
     write_status(tmp_path, status_record(dropped=dropped, interface_dropped=interface_dropped))
     result = status(tmp_path)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert f"dropped {dropped} (kernel) {interface_dropped} (interface)" in result.stdout
     assert "STALE" not in result.stdout
 

@@ -113,7 +113,7 @@ class EvidenceTable:
                 continue
             # matched first: a device flooding unmatched facts (SSDP service types, mDNS records) must not
             # crowd out the one fact that names it
-            matches = tuple(self.signatures.match(protocol, field_, value))
+            matches = self.signatures.match(protocol, field_, value)
             if matches:
                 if device.matched >= MAX_FACTS_PER_DEVICE:
                     device.dropped += 1

@@ -99,6 +99,10 @@ class SignatureFile(_Strict):
     signatures: tuple[Signature, ...] = Field(min_length=1)
 
 
+MAX_REMEMBERED_FACTS = 100_000
+"""Facts whose signature matches are remembered (a value is at most a few hundred characters)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A signature that matched a fact."""
@@ -139,20 +143,27 @@ class SignatureSet:
         self.sources = sources
         self.signatures = signatures
         self._by_field: dict[tuple[str, str], list[_Compiled]] = {}
+        self._memo: dict[tuple[str, str, str], tuple[Match, ...]] = {}
         for s in signatures:
             self._by_field.setdefault((s.protocol, s.field), []).append(_Compiled(s))
 
     def __len__(self) -> int:
         return len(self.signatures)
 
-    def match(self, protocol: str, field: str, value: str) -> list[Match]:
-        """Return every signature of this protocol field that matches `value`."""
-        out = []
-        for compiled in self._by_field.get((protocol, field), ()):
-            m = compiled.match(value)
-            if m is not None:
-                out.append(m)
-        return out
+    def match(self, protocol: str, field: str, value: str) -> tuple[Match, ...]:
+        """Return every signature of this protocol field that matches `value` (remembered: the same
+        facts recur across devices, e.g. cloud names, SSDP servers, DHCP parameter lists)."""
+        compiled = self._by_field.get((protocol, field))
+        if not compiled:
+            return ()
+        key = (protocol, field, value)
+        known = self._memo.get(key)
+        if known is None:
+            known = tuple(m for c in compiled if (m := c.match(value)) is not None)
+            if len(self._memo) >= MAX_REMEMBERED_FACTS:
+                self._memo.clear()  # many distinct values: start over rather than grow
+            self._memo[key] = known
+        return known
 
 
 def load_signatures(path: Path, known_vendors: frozenset[str] | None) -> SignatureSet:

@@ -214,7 +214,7 @@ def test_poll_joins_what_the_ring_holds(pipe: tuple[int, int]) -> None:
     os.write(pipe[1], b"!")  # the fd is readable
     batch = src.poll(max_frames=100, timeout_s=1)
     assert frames_of(batch) == [b"a" * 20, b"b" * 21, b"c" * 22]
-    assert handle.asked == [100, 98, 97]  # stops at the first empty read
+    assert handle.asked == [100, 98, 97, 97]  # the next read finds the ring empty: the poll hands over
     assert batch.first_frame == 1
 
 

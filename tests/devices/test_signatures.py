@@ -61,15 +61,15 @@ def test_match_exact_ignores_case(shipped: SignatureSet) -> None:
 
 
 def test_match_exact_wants_the_whole_value(shipped: SignatureSet) -> None:
-    assert shipped.match("dvrip", "message", "reply ") == []
-    assert shipped.match("dvrip", "message", "replying") == []
-    assert shipped.match("dvrip", "message", "request") == []
+    assert shipped.match("dvrip", "message", "reply ") == ()
+    assert shipped.match("dvrip", "message", "replying") == ()
+    assert shipped.match("dvrip", "message", "request") == ()
 
 
 def test_match_only_looks_at_its_protocol_and_field(shipped: SignatureSet) -> None:
-    assert shipped.match("dvrip", "command", "reply") == []
-    assert shipped.match("dahua-v2", "message", "reply") == []
-    assert shipped.match("sadp", "nosuchfield", "hello") == []
+    assert shipped.match("dvrip", "command", "reply") == ()
+    assert shipped.match("dahua-v2", "message", "reply") == ()
+    assert shipped.match("sadp", "nosuchfield", "hello") == ()
 
 
 # -- regex ----------------------------------------------------------------------------------------
@@ -314,3 +314,11 @@ def test_load_signatures_leaves_hidden_files_out(tmp_path: Path) -> None:
     write(tmp_path, "._a.yaml", "\x00\x05\x16\x07 AppleDouble junk")
     sigs = load_signatures(tmp_path, VENDOR_IDS)
     assert sigs.sources == [str(tmp_path / "a.yaml")]
+
+
+def test_match_results_are_remembered_and_equal_a_fresh_match() -> None:
+    shipped = load_signatures(FINGERPRINTS, None)
+    first = shipped.match("sadp", "message", "hello")
+    assert first and shipped.match("sadp", "message", "hello") is first  # the same answer, not recomputed
+    fresh = load_signatures(FINGERPRINTS, None)
+    assert fresh.match("sadp", "message", "hello") == first
