@@ -210,7 +210,8 @@ def _clean(name: str | None) -> str | None:
     if not name:
         return None
     text = name.strip().lower().rstrip(".")
-    if not text or len(text) > MAX_NAME_LENGTH or not text.isprintable() or any(c.isspace() for c in text):
+    # isprintable() is False for control characters and every Unicode space but ' ' itself
+    if not text or len(text) > MAX_NAME_LENGTH or not text.isprintable() or " " in text:
         return None  # a host name has no spaces or control characters: this one is a lie or garbage
     if _is_address(text):
         return None
