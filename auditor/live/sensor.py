@@ -147,6 +147,7 @@ class Sensor:
         self._write_status(self.metric())  # `auditor status` sees the sensor from its first second
         self.notify.ready(f"capturing on {self.inputs.interface}")
         logger.info("capturing on %s; writing to %s", self.inputs.interface, self.out)
+        code = 0
         try:
             while not self._stop:
                 batch = self.source.poll()
@@ -167,12 +168,23 @@ class Sensor:
                     next_flush = now + interval
                 if deadline is not None and now >= deadline:
                     break
+        except (AuditorError, OSError) as exc:
+            # the capture failed (the interface went away) or an output cannot be written (a full disk,
+            # the writer process died): say so, keep what can be kept, and exit non-zero so that
+            # systemd restarts the sensor
+            code = 1
+            self.last_error = f"stopped on an error: {exc}"
+            logger.error("%s", self.last_error)
         finally:
             self.notify.stopping()
-            self.shutdown()
+            try:
+                self.shutdown()
+            except (AuditorError, OSError) as exc:
+                code = 1
+                logger.error("could not write every output while stopping: %s", exc)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return code
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
@@ -279,20 +291,30 @@ class Sensor:
 
     def shutdown(self) -> None:
         """End every flow, write every output, close the capture (the stop path; also after errors)."""
+        failure: Exception | None = None
         try:
-            self.engine.flush()
+            self.engine.flush()  # every open flow ends now and goes to the writer
             self.engine.finish()
+        except (AuditorError, OSError) as exc:
+            failure = exc
+        try:
+            self._sink.close()  # waits for the writer: flows.jsonl is whole once this returns
+        except (AuditorError, OSError) as exc:
+            failure = failure or exc
+        try:
             self._write_new_alerts()
             self.flush_outputs()
-            self._write_status(self.metric(state="stopped"))
+            if failure is not None and self.last_error is None:
+                self.last_error = f"stopped on an error: {failure}"
+            self._write_status(self.metric(state="stopped" if self.last_error is None else "failed"))
         finally:
-            with contextlib.suppress(Exception):
-                self._sink.close()
             self._alerts.close()
             self._metrics.close()
             self.source.close()
         logger.info("stopped: %d frames, %d flows, %d alerts", self.stats.frames, self.stats.flows,
                     self.alerts_written)
+        if failure is not None:
+            raise failure
 
 
 @contextlib.contextmanager

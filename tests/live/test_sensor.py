@@ -300,3 +300,19 @@ def test_a_missing_interface_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "error: no-such-if0: cannot capture" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_when_the_interface_goes_away_the_sensor_keeps_its_outputs_and_exits_non_zero(
+        netns: str, tmp_path: Path) -> None:
+    sensor = Sensor(netns, tmp_path / "live", "--flush-interval", "3600")
+    sensor.wait_status()
+    replay(netns)
+    time.sleep(1.0)  # the frames are in the ring; status.json is written only at the (hour-long) interval
+    subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "del", "va"], check=True)  # takes vb with it
+    code = sensor.proc.wait(timeout=30)
+    sensor._log.close()
+    assert code == 1  # systemd's Restart=on-failure brings it back
+    status = json.loads((tmp_path / "live" / "status.json").read_text())["auditor"]
+    assert status["state"] == "failed" and "vb" in status["last_error"]
+    assert len(_jsonl(tmp_path / "live" / "flows.jsonl")) == 29  # the open flows were written on the way out
+    assert "stopped on an error" in sensor.log.read_text()
