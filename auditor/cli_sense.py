@@ -99,8 +99,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status records as JSON.")] = False,
 ) -> None:
     """Show what each sensor last reported: packets received and dropped, skipped, active flows,
-    findings, alerts, and how long ago. Exit 1 when a running sensor's report is stale or the kernel
-    dropped frames it could not hand to the sensor in time."""
+    findings, alerts, and how long ago. Exit 1 when a running sensor's report is stale, the kernel
+    dropped frames, the sensor stopped on an error, or it reached a limit (alerts, devices)."""
     base = folder or state_dir()
     records = []
     for path in sorted(base.glob("*/status.json")):
@@ -129,7 +129,9 @@ def status(
         # the kernel's drops are frames the capture lost; the interface's (Linux rx_dropped) also count
         # frames the host stack ignores (VLAN tags or IPv6 it is not set up for) after capture saw them
         drops = int(packets.get("dropped", 0))
-        bad |= stale or drops > 0
+        limits = {k: v for k, v in (a.get("limits") or {}).items() if isinstance(v, int) and v > 0}
+        failed = a.get("state") == "failed"
+        bad |= stale or drops > 0 or failed or bool(limits)
         if not as_json:
             note = " STALE (no report for 3 intervals: is it running?)" if stale else ""
             typer.echo(
@@ -140,10 +142,20 @@ def status(
                 f"alerts {a.get('alerts', 0):,}; rule reloads {a.get('rule_reloads', 0)} "
                 f"(failed {a.get('rule_reload_failures', 0)})"
             )
+            if limits:
+                typer.echo("  limits reached (something is no longer tracked): "
+                           + ", ".join(f"{k} {v:,}" for k, v in sorted(limits.items())))
             if a.get("last_error"):
-                typer.echo(f"  last error: {a['last_error']}")
+                typer.echo(f"  last error: {_inert(str(a['last_error']))}")
     if bad:
         raise typer.Exit(1)
+
+
+def _inert(text: str) -> str:
+    """Text from a status file, with control characters shown as \\xNN (it may quote wire data)."""
+    from auditor.cli import _CONTROLS
+
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _epoch(text: str) -> float:

@@ -302,3 +302,28 @@ def test_sense_on_a_missing_interface_says_why(tmp_path: Path, monkeypatch: pyte
     result = runner.invoke(app, ["sense", "-i", "no-such-if0", "-o", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "Bad file descriptor" not in result.stderr
+
+
+# found by review: a sensor that stopped on an error, or reached a limit, must not look healthy
+
+
+def test_a_failed_sensor_fails_the_check_and_its_error_is_shown_inert(tmp_path: Path) -> None:
+    record = status_record(state="failed", age_s=10_000)
+    record["auditor"]["last_error"] = "stopped on an error: vb: the interface went down\x1b[2J"
+    write_status(tmp_path, record)
+    result = status(tmp_path)
+    assert result.exit_code == 1
+    assert "last error: stopped on an error: vb: the interface went down\\x1b[2J" in result.stdout
+    assert "\x1b" not in result.stdout
+
+
+def test_a_reached_limit_fails_the_check_and_is_named(tmp_path: Path) -> None:
+    record = status_record()
+    record["auditor"]["limits"] = {"findings_not_summed": 12, "devices_not_tracked": 0}
+    write_status(tmp_path, record)
+    result = status(tmp_path)
+    assert result.exit_code == 1
+    assert "limits reached (something is no longer tracked): findings_not_summed 12" in result.stdout
+    record["auditor"]["limits"] = {"findings_not_summed": 0}
+    write_status(tmp_path, record)
+    assert status(tmp_path).exit_code == 0

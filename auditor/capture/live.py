@@ -87,6 +87,8 @@ class LiveSource:
         except Exception as exc:  # pcapy raises PcapError and BPFError, both one-line messages
             raise CaptureError(f"{interface}: cannot capture: {_reason(exc)}") from exc
         self._handle: Any = handle
+        self._raw = [0, 0, 0]
+        self._totals = [0, 0, 0]
         self.linktype = int(handle.datalink())
         self._fd = int(handle.getfd())
         self._first_frame = 1
@@ -157,12 +159,20 @@ class LiveSource:
         return batch
 
     def counters(self) -> CaptureCounters:
-        """Return libpcap's received / dropped / interface-dropped counters."""
-        try:
-            received, dropped, if_dropped = self._handle.stats()
-        except self._pcapy.PcapError:
-            return CaptureCounters(self.stats.frames, 0, 0)
-        return CaptureCounters(int(received), int(dropped), int(if_dropped))
+        """Return libpcap's received / dropped / interface-dropped counters since the capture started.
+
+        pcap_stat holds 32-bit counters, which wrap every 2**32 frames (hours on a busy port): the
+        totals are kept here from the differences. When libpcap cannot tell, the last totals stay."""
+        if self._handle is not None:
+            try:
+                raw = tuple(int(v) for v in self._handle.stats())
+            except self._pcapy.PcapError:
+                raw = None
+            if raw is not None:
+                for i, value in enumerate(raw[:3]):
+                    self._totals[i] += (value - self._raw[i]) % (1 << 32)
+                    self._raw[i] = value
+        return CaptureCounters(*self._totals)
 
     def batches(self, max_frames: int = DEFAULT_BATCH_FRAMES) -> Iterator[Batch]:
         """Yield non-empty batches until close() (PacketSource); idle periods yield nothing."""

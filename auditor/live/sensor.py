@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -39,13 +39,13 @@ from auditor.devices.signatures import SignatureSet
 from auditor.devices.table import DeviceTable
 from auditor.devices.vendors import VendorCatalog
 from auditor.devices.verdicts import DeviceVerdicts, iter_device_records
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, OutputError
 from auditor.flows.community_id import with_community_ids
 from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import FlowRecords
 from auditor.live.notify import Notifier
 from auditor.names.stage import NameStage
-from auditor.output.alerts import write_alerts_jsonl
+from auditor.output.alerts import alert_documents, write_alerts_jsonl
 from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices
 from auditor.output.ecs import ECS_VERSION, flow_json_lines
@@ -53,11 +53,14 @@ from auditor.output.rotating import RotatingJsonl
 from auditor.pipeline import Engine, RunStats, fingerprint_payloads
 from auditor.policy.evaluate import GeoLookup, PolicyJudge
 from auditor.policy.load import RuleSet
+from auditor.policy.types import Alert
 
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 GC_THRESHOLDS = (50_000, 50, 100)
+MAX_REMEMBERED_ALERTS = 200_000
+MAX_UNWRITTEN_ALERTS = 10_000
 """gc.set_threshold for the capture loop (CPython's default is 700, 10, 10)."""
 
 
@@ -89,8 +92,20 @@ class Sensor:
         self.out.mkdir(parents=True, exist_ok=True)
         self.rules = inputs.load_rules()
         self._warn_rules(self.rules)
-        self.source = source if source is not None else LiveSource(
-            inputs.interface, s.bpf, s.snaplen, s.promiscuous, s.buffer_mib)
+        _keep_previous(self.out, s.keep_rotated)  # a restart must not wipe the last run's inventory
+        self._geo_lookup = inputs.geo.lookup if inputs.geo is not None else None
+        self._flow_writer = _FlowWriter(self.out / "flows.jsonl", s.rotate_mib * 1024 * 1024, s.keep_rotated,
+                                        self._geo_lookup, list(inputs.geo_databases))
+        # the writer process is forked before the capture opens, so it holds no capture ring
+        self._background: BackgroundSink[FlowRecords] | None = BackgroundSink(self._flow_writer,
+                                                                             on_close=self._flow_writer.close)
+        self._sync_flows: _FlowWriter | None = None
+        try:
+            self.source = source if source is not None else LiveSource(
+                inputs.interface, s.bpf, s.snaplen, s.promiscuous, s.buffer_mib)
+        except BaseException:
+            self._background.close()  # no capture: let the writer end quietly before the error is told
+            raise
         self.notify = notifier or Notifier()
         local = LocalNetworks(inputs.settings.local_networks)
         self.devices = DeviceTable(local.contains)
@@ -100,23 +115,21 @@ class Sensor:
         self.verdicts = DeviceVerdicts(inputs.registry, inputs.catalog, self.evidence, self.rules.pins)
         self.judge = self._judge(self.rules)
         self.stats = RunStats()
-        self._flows = RotatingJsonl(self.out / "flows.jsonl", s.rotate_mib * 1024 * 1024, s.keep_rotated)
-        self._geo_lookup = inputs.geo.lookup if inputs.geo is not None else None
-        geo, databases = self._geo_lookup, list(inputs.geo_databases)
-        flows_file = self._flows
-
-        def write_flows(records: FlowRecords) -> None:  # runs in the writer process
-            flows_file.write_lines(flow_json_lines(with_community_ids(records), geo=geo, geo_databases=databases))
-
-        self._sink: BackgroundSink[FlowRecords] = BackgroundSink(write_flows, on_close=flows_file.close)
-        self.engine = Engine(inputs.settings, self._sink, payloads, self.devices, self.judge, self.names, self.stats)
-        self._alerts: BinaryIO = open(self.out / "alerts.jsonl", "ab")  # noqa: SIM115 - for the sensor's life
+        self.engine = Engine(inputs.settings, self._write_flows, payloads, self.devices, self.judge, self.names,
+                             self.stats)
+        self._alerts = RotatingJsonl(self.out / "alerts.jsonl", s.rotate_mib * 1024 * 1024, s.keep_rotated)
+        self._fired = _fired_ids(self.out / "alerts.jsonl")
+        """Ids of the alerts already in alerts.jsonl: each is written once, across reloads and restarts."""
+        self._unwritten: list[Alert] = []
         self._metrics = RotatingJsonl(self.out / "metrics.jsonl", s.rotate_mib * 1024 * 1024, s.keep_rotated)
         self._stop = False
         self._reload = False
         self.reloads = 0
         self.reload_failures = 0
         self.alerts_written = 0
+        self._before_reload = {"flows_judged": 0, "findings": 0}
+        """Counters of the judges that earlier rule files had: the metrics stay cumulative."""
+        self._current_written_at = -1
         self._dropped_logged = 0
         self.started = time.time()
         self.last_error: str | None = None
@@ -128,6 +141,28 @@ class Sensor:
         extra = self.inputs.rule_warnings(rules) if self.inputs.rule_warnings else []
         for warning in (*rules.warnings, *extra):
             logger.warning("%s", warning)
+
+    def _write_flows(self, records: FlowRecords) -> None:
+        """Hand ended flows to the writer process; should it die, write them here from then on."""
+        if self._background is not None:
+            try:
+                self._background(records)
+                return
+            except AuditorError as exc:
+                self._writer_died(exc)
+        assert self._sync_flows is not None
+        self._sync_flows(records)
+
+    def _writer_died(self, why: object) -> None:
+        self.last_error = f"the flow writer process stopped ({why}); flows are written by the sensor itself now"
+        logger.error("%s; flows it had not written yet are lost", self.last_error)
+        self._background = None
+        w = self._flow_writer
+        self._sync_flows = _FlowWriter(w.path, w.max_bytes, w.keep, w.geo, w.databases)
+
+    def _check_writer(self) -> None:
+        if self._background is not None and not self._background.alive:
+            self._writer_died("it exited")
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -158,6 +193,7 @@ class Sensor:
                 else:
                     self.engine.expire(time.time_ns())  # an idle link: time passes all the same
                 self._write_new_alerts()
+                self._check_writer()
                 self.notify.watchdog()
                 if self._reload:
                     self._reload_rules()
@@ -168,18 +204,19 @@ class Sensor:
                     next_flush = now + interval
                 if deadline is not None and now >= deadline:
                     break
-        except (AuditorError, OSError) as exc:
-            # the capture failed (the interface went away) or an output cannot be written (a full disk,
-            # the writer process died): say so, keep what can be kept, and exit non-zero so that
-            # systemd restarts the sensor
+        except Exception as exc:
+            # the capture failed (the interface went away), an output cannot be written (a full disk), or
+            # a bug: say so, keep what can be kept, and exit non-zero so that systemd restarts the sensor
             code = 1
-            self.last_error = f"stopped on an error: {exc}"
-            logger.error("%s", self.last_error)
+            self.last_error = f"stopped on an error: {type(exc).__name__}: {exc}"
+            logger.exception("%s", self.last_error)
         finally:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload racing the stop must not kill it
+            previous.pop(signal.SIGHUP)
             self.notify.stopping()
             try:
                 self.shutdown()
-            except (AuditorError, OSError) as exc:
+            except Exception as exc:
                 code = 1
                 logger.error("could not write every output while stopping: %s", exc)
             for sig, handler in previous.items():
@@ -206,10 +243,16 @@ class Sensor:
             return
         self._warn_rules(rules)
         self._write_new_alerts()
-        self._write_current_alerts()  # the old rules' alerts, as they stood
+        # the old rules' alerts as they stood, kept beside the new ones (alerts.jsonl has each once)
+        self._write_current_alerts(force=True)
+        with contextlib.suppress(OSError):
+            os.replace(self.out / "alerts-current.jsonl", self.out / f"alerts-current-{_stamp()}.jsonl")
+        self._before_reload["flows_judged"] += self.judge.flows_judged
+        self._before_reload["findings"] += self.judge.findings
         self.rules = rules
         self.verdicts.set_pins(rules.pins)
         self.judge = self.engine.policy = self._judge(rules)
+        self._current_written_at = -1
         self.reloads += 1
         self.last_error = None
         logger.info("rule files reloaded: %d policies from %d files", len(rules.policies), len(rules.sources))
@@ -218,29 +261,46 @@ class Sensor:
     # -- outputs --------------------------------------------------------------------------------
 
     def _write_new_alerts(self) -> None:
-        new = list(self.judge.drain_new())
-        if new:
-            self.alerts_written += write_alerts_jsonl(new, self._alerts, self._geo_lookup,
-                                                      list(self.inputs.geo_databases))
-            self._alerts.flush()
+        """Append the alerts that fired since the last call; kept for the next call if the write fails."""
+        new = [a for a in self.judge.drain_new() if a.alert_id not in self._fired]
+        pending = self._unwritten + new
+        if not pending:
+            return
+        lines = [orjson.dumps(doc) for doc in alert_documents(pending, geo=self._geo_lookup,
+                                                              geo_databases=list(self.inputs.geo_databases))]
+        try:
+            self._alerts.write_lines(lines)
+        except OSError as exc:
+            self._unwritten = pending[-MAX_UNWRITTEN_ALERTS:]
+            raise OutputError(f"{self.out / 'alerts.jsonl'}: cannot append: {exc.strerror or exc}") from exc
+        self._unwritten = []
+        self.alerts_written += len(pending)
+        if len(self._fired) >= MAX_REMEMBERED_ALERTS:
+            self._fired.clear()
+        self._fired.update(a.alert_id for a in pending)
 
-    def _write_current_alerts(self) -> None:
+    def _write_current_alerts(self, force: bool = False) -> None:
+        """Rewrite alerts-current.jsonl when a finding changed its sums since the last time."""
+        if not force and self.judge.findings == self._current_written_at:
+            return
         with _replacing(self.out / "alerts-current.jsonl", "wb") as fh:
             write_alerts_jsonl(self.judge.iter_alerts(), fh, self._geo_lookup, list(self.inputs.geo_databases))
+        self._current_written_at = self.judge.findings
 
     def flush_outputs(self) -> dict[str, Any]:
-        """Rewrite the device inventory and the current alerts; append and return a metric record."""
+        """Append a metric record and rewrite status.json, then the device inventory and the current
+        alerts; return the metric. The status goes first, so a full disk still shows in it."""
+        metric = self.metric()
+        self._write_status(metric)
+        self._metrics.write_lines([orjson.dumps(metric)])
         with _replacing(self.out / "devices.json", "wb") as fj, _replacing(self.out / "devices.csv", "w") as fc:
             write_devices(iter_device_records(self.devices, self.verdicts), fj, fc)
         self._write_current_alerts()
-        metric = self.metric()
-        self._metrics.write_lines([orjson.dumps(metric)])
-        self._write_status(metric)
-        status = (f"capturing on {self.inputs.interface}: {metric['auditor']['packets']['received']:,} received, "
-                  f"{metric['auditor']['packets']['dropped']:,} dropped, {metric['auditor']['flows']['active']:,} "
-                  f"active flows, {metric['auditor']['alerts']:,} alerts")
-        self.notify.status(status)
-        dropped = metric["auditor"]["packets"]["dropped"]
+        packets = metric["auditor"]["packets"]
+        self.notify.status(f"capturing on {self.inputs.interface}: {packets['received']:,} received, "
+                           f"{packets['dropped']:,} dropped, {metric['auditor']['flows']['active']:,} active flows, "
+                           f"{metric['auditor']['alerts']:,} alerts")
+        dropped = packets["dropped"]
         if dropped > self._dropped_logged:
             # frames the kernel had to drop because the engine fell behind: never silent
             logger.warning("capture lost %d frames so far (kernel buffer full; %d since the last report)",
@@ -277,10 +337,19 @@ class Sensor:
                 "flows": {"active": self.engine.table.active, "ended": stats.flows,
                           "ended_by_reason": dict(sorted(stats.flows_by_end.items()))},
                 "devices": len(self.devices.devices),
-                "flows_judged": judge.flows_judged,
-                "findings": judge.findings,
+                "flows_judged": self._before_reload["flows_judged"] + judge.flows_judged,
+                "findings": self._before_reload["findings"] + judge.findings,
                 "alerts": self.alerts_written,
                 "worst_finding": judge.worst_rank,
+                # limits reached: each means something is no longer tracked, so none may stay silent
+                "limits": {
+                    "findings_not_summed": judge.dropped_findings,
+                    "devices_not_tracked": self.devices.dropped_devices,
+                    "evidence_devices_not_kept": self.evidence.dropped_devices,
+                    "payload_handler_crashes": sum(self.engine.payloads.crashed.values())
+                    if self.engine.payloads is not None else 0,
+                },
+                "flow_writer": "process" if self._background is not None else "in-process (the writer process died)",
                 "rules": [{"path": r.path, "sha256": r.sha256} for r in self.rules.sources],
                 "rule_reloads": self.reloads,
                 "rule_reload_failures": self.reload_failures,
@@ -290,22 +359,31 @@ class Sensor:
         }
 
     def shutdown(self) -> None:
-        """End every flow, write every output, close the capture (the stop path; also after errors)."""
+        """End every flow, write every output, close the capture (the stop path; also after errors).
+
+        The alerts, the inventory and the status are written before waiting for the flow writer, whose
+        backlog is the slow part: if the stop is cut short, the cheap outputs are already whole."""
         failure: Exception | None = None
         try:
             self.engine.flush()  # every open flow ends now and goes to the writer
             self.engine.finish()
-        except (AuditorError, OSError) as exc:
+        except Exception as exc:
             failure = exc
-        try:
-            self._sink.close()  # waits for the writer: flows.jsonl is whole once this returns
-        except (AuditorError, OSError) as exc:
-            failure = failure or exc
         try:
             self._write_new_alerts()
             self.flush_outputs()
-            if failure is not None and self.last_error is None:
-                self.last_error = f"stopped on an error: {failure}"
+        except Exception as exc:
+            failure = failure or exc
+        try:
+            if self._background is not None:
+                self._background.close()  # waits for the writer: flows.jsonl is whole once this returns
+            if self._sync_flows is not None:
+                self._sync_flows.close()
+        except Exception as exc:
+            failure = failure or exc
+        if failure is not None and self.last_error is None:
+            self.last_error = f"stopped on an error: {type(failure).__name__}: {failure}"
+        try:
             self._write_status(self.metric(state="stopped" if self.last_error is None else "failed"))
         finally:
             self._alerts.close()
@@ -317,13 +395,68 @@ class Sensor:
             raise failure
 
 
+class _FlowWriter:
+    """Writes flow records as JSON lines to a rotating file, opened on first use (in whichever process
+    writes: the writer child normally, the sensor itself if the child dies)."""
+
+    def __init__(self, path: Path, max_bytes: int, keep: int, geo: Any, databases: list[dict[str, str]]) -> None:
+        self.path, self.max_bytes, self.keep, self.geo, self.databases = path, max_bytes, keep, geo, databases
+        self._file: RotatingJsonl | None = None
+
+    def __call__(self, records: FlowRecords) -> None:
+        if self._file is None:
+            self._file = RotatingJsonl(self.path, self.max_bytes, self.keep)
+        self._file.write_lines(flow_json_lines(with_community_ids(records), geo=self.geo,
+                                               geo_databases=self.databases))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+PREVIOUS_OUTPUTS = ("devices.json", "devices.csv", "alerts-current.jsonl")
+
+
+def _keep_previous(out: Path, keep: int) -> None:
+    """Move the last run's snapshots aside (name-<time>.ext), keeping `keep` of each."""
+    stamp = _stamp()
+    for name in PREVIOUS_OUTPUTS:
+        path = out / name
+        if path.is_file() and path.stat().st_size:
+            with contextlib.suppress(OSError):
+                os.replace(path, path.with_name(f"{path.stem}-{stamp}{path.suffix}"))
+        kept = sorted(out.glob(f"{path.stem}-*{path.suffix}"))
+        for old in kept[: max(len(kept) - keep, 0)]:
+            old.unlink(missing_ok=True)
+
+
+def _fired_ids(path: Path) -> set[str]:
+    """Return the alert ids already in alerts.jsonl (a restart must not write them again)."""
+    ids: set[str] = set()
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        for line in fh:
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+                ids.add(orjson.loads(line)["event"]["id"])
+            if len(ids) >= MAX_REMEMBERED_ALERTS:
+                break
+    return ids
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"{time.time_ns() % 1_000_000_000:09d}"
+
+
 @contextlib.contextmanager
 def _replacing(path: Path, mode: str) -> Iterator[Any]:
     """Write beside `path` and replace it whole: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
-        yield fh
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written copy must not hold the space a full disk needs
+        raise
 
 
 def _iso(seconds: float) -> str:

@@ -54,6 +54,11 @@ class BackgroundSink(Generic[T]):
             self._stop_sending()
             raise OutputError(f"output writer stopped: {self._child_error(wait=True) or exc}") from exc
 
+    @property
+    def alive(self) -> bool:
+        """False once the writer process has ended (or was killed) before close()."""
+        return self._child.is_alive()
+
     def close(self) -> None:
         """Finish writing: wait for the child; raise OutputError if it failed (again on each call)."""
         if not self._closed:

@@ -7,6 +7,7 @@ is on disk when the sensor is killed (the store of issue 7 replaces these files)
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ class RotatingJsonl:
         self.written = 0
         self._fh: BinaryIO = open(path, "ab")  # noqa: SIM115 - held open for the sensor's life
         self._size = self._fh.tell()
+        self._cut_torn_tail()
 
     def write_lines(self, lines: list[bytes]) -> int:
         """Append lines (JSON, without newline) and flush; rotate first when the file is full."""
@@ -31,11 +33,36 @@ class RotatingJsonl:
         data = b"\n".join(lines) + b"\n"
         if self._size and self._size + len(data) > self.max_bytes:
             self.rotate()
-        self._fh.write(data)
-        self._fh.flush()
+        try:
+            self._fh.write(data)
+            self._fh.flush()
+        except OSError:
+            # a full disk wrote part of the lines: cut them off, so the file keeps whole lines only
+            self._truncate(self._size)
+            raise
         self._size += len(data)
         self.written += len(lines)
         return len(lines)
+
+    def _cut_torn_tail(self) -> None:
+        """Drop a last line without its newline (the previous writer was killed mid-line)."""
+        if not self._size:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(max(self._size - 65_536, 0))
+            tail = fh.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        self._truncate(self._size - len(tail) + cut + 1 if cut >= 0 else max(self._size - len(tail), 0))
+
+    def _truncate(self, size: int) -> None:
+        try:
+            self._fh = _reopen(self._fh, self.path)
+            os.truncate(self.path, size)
+            self._size = size
+        except OSError:
+            pass  # nothing better to do: the next write appends after the torn part
 
     def rotate(self) -> Path | None:
         """Rename the current file aside (if it has anything) and start a new one; prune old ones."""
@@ -56,4 +83,12 @@ class RotatingJsonl:
             old.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(OSError):  # a full disk fails the last flush: the lines are already cut
+            self._fh.close()
+
+
+def _reopen(fh: BinaryIO, path: Path) -> BinaryIO:
+    """Drop what the buffered file still holds and open it again for appending."""
+    with contextlib.suppress(OSError):
+        fh.close()
+    return open(path, "ab")

@@ -316,3 +316,67 @@ def test_when_the_interface_goes_away_the_sensor_keeps_its_outputs_and_exits_non
     assert status["state"] == "failed" and "vb" in status["last_error"]
     assert len(_jsonl(tmp_path / "live" / "flows.jsonl")) == 29  # the open flows were written on the way out
     assert "stopped on an error" in sensor.log.read_text()
+
+
+# --- found by review -----------------------------------------------------------------------------------------
+
+
+def _child_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def test_a_reload_writes_no_alert_twice_and_keeps_the_counters(netns: str, tmp_path: Path) -> None:
+    rules = tmp_path / "site.yaml"
+    shutil.copy(ROOT / "rules" / "policies" / "default.yaml", rules)
+    settings = tmp_path / "fast.toml"  # flows end quickly, so the second replay makes new flows
+    settings.write_text("[flows]\nudp_idle_timeout_s = 1\ntcp_idle_timeout_s = 1\ntcp_close_linger_s = 1\n")
+    sensor = Sensor(netns, tmp_path / "live", "--rules", str(rules), "--config", str(settings))
+    sensor.wait_status()
+    replay(netns)
+    first = sensor.wait_status(lambda s: s["auditor"]["alerts"] >= 6)["auditor"]
+    sensor.proc.send_signal(signal.SIGHUP)
+    sensor.wait_status(lambda s: s["auditor"]["rule_reloads"] == 1)
+    time.sleep(2.5)  # the first replay's flows have ended
+    replay(netns)
+    sensor.wait_status(_received(2 * 217))
+    code, _ = sensor.stop()
+    assert code == 0
+    fired = _jsonl(tmp_path / "live" / "alerts.jsonl")
+    assert len(fired) == len({a["event"]["id"] for a in fired}) == 6  # each alert once, across the reload
+    final = json.loads((tmp_path / "live" / "status.json").read_text())["auditor"]
+    assert final["findings"] >= 2 * first["findings"] > 0  # cumulative over both judges
+    assert list((tmp_path / "live").glob("alerts-current-*.jsonl"))  # the old rules' alerts kept aside
+
+
+def test_a_restart_keeps_the_previous_inventory(netns: str, tmp_path: Path) -> None:
+    out = tmp_path / "live"
+    sensor = Sensor(netns, out)
+    sensor.wait_status()
+    replay(netns)
+    sensor.wait_status(_received(217))
+    assert sensor.stop()[0] == 0
+    devices = json.loads((out / "devices.json").read_text())["devices"]
+    assert len(devices) == 10
+    again = Sensor(netns, out)
+    again.wait_status(lambda s: s["auditor"]["pid"] == again.proc.pid and s["auditor"]["state"] == "running")
+    assert again.stop()[0] == 0
+    (kept,) = out.glob("devices-*.json")  # the first run's inventory, moved aside, not overwritten
+    assert json.loads(kept.read_text())["devices"] == devices
+
+
+def test_when_the_writer_process_dies_the_sensor_writes_the_flows_itself(netns: str, tmp_path: Path) -> None:
+    sensor = Sensor(netns, tmp_path / "live")
+    sensor.wait_status()
+    (writer,) = _child_pids(sensor.proc.pid)
+    os.kill(writer, signal.SIGKILL)
+    time.sleep(0.5)
+    replay(netns)
+    sensor.wait_status(_received(217))
+    code, _ = sensor.stop()
+    assert code == 0  # it carried on
+    assert len(_jsonl(tmp_path / "live" / "flows.jsonl")) == 29
+    status = json.loads((tmp_path / "live" / "status.json").read_text())["auditor"]
+    assert status["flow_writer"].startswith("in-process") and "writer process stopped" in status["last_error"]

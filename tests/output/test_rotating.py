@@ -231,3 +231,45 @@ def test_existing_rotations_count_towards_keep(tmp_path: Path, keep: int) -> Non
     assert len(files) == keep
     assert files[-1].read_bytes() == line(1) + b"\n"
     assert [f.name for f in files[:-1]] == old_names[len(old_names) - keep + 1 :]
+
+
+# found by review: a killed writer or a full disk must not leave half lines behind
+
+
+def test_a_torn_last_line_is_cut_when_the_file_is_opened_again(tmp_path: Path) -> None:
+    path = tmp_path / "flows.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')  # the last writer was killed mid-line
+    writer = RotatingJsonl(path, 1 << 20, 3)
+    writer.write_lines([b'{"d":4}'])
+    writer.close()
+    assert path.read_bytes() == b'{"a":1}\n{"b":2}\n{"d":4}\n'
+
+
+def test_a_failed_write_leaves_only_whole_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "flows.jsonl"
+    writer = RotatingJsonl(path, 1 << 20, 3)
+    writer.write_lines([b'{"a":1}'])
+
+    class Full:
+        """A file that takes part of the bytes, then says the disk is full."""
+
+        def __init__(self, real: object) -> None:
+            self.real = real
+
+        def write(self, data: bytes) -> int:
+            self.real.write(data[:5])  # type: ignore[attr-defined]
+            self.real.flush()  # type: ignore[attr-defined]
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            return None
+
+        def close(self) -> None:
+            self.real.close()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(writer, "_fh", Full(writer._fh))
+    with pytest.raises(OSError):
+        writer.write_lines([b'{"b":2}', b'{"c":3}'])
+    writer.write_lines([b'{"d":4}'])  # the disk has room again
+    writer.close()
+    assert path.read_bytes() == b'{"a":1}\n{"d":4}\n'
