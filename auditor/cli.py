@@ -139,14 +139,30 @@ def analyze(
     geoip_asn: Annotated[
         Path | None, typer.Option("--geoip-asn", help="ASN .mmdb (MaxMind, DB-IP lite, IPinfo lite).")
     ] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Also record the run in this store (SQLite; see `auditor store`).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,
 ) -> None:
     """Read capture files; judge each flow against the rule files; write OUT/alerts.jsonl (ECS, one per
-    device x destination x rule), OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json."""
+    device x destination x rule), OUT/flows.jsonl (ECS, one per flow), OUT/devices.json|csv, OUT/summary.json;
+    with --db, also record the run in the store (ingesting the same captures again replaces it)."""
     try:
+        if db is not None:  # a store that cannot be opened stops the run before any packet
+            from auditor.store import open_store
+
+            open_store(db).close()
         run = _analyze(captures, out, config, local_net, quiet, vendors, rules, signatures,
                        geoip=(geoip_country, geoip_asn))
+        if db is not None and not run.stats.errors:
+            from auditor.store import ingest_run, open_store
+
+            conn = open_store(db)
+            try:
+                ingest_run(conn, out, captures)
+            finally:
+                conn.close()
     except AuditorError as exc:
         err_console.print(f"error: {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code) from None
@@ -613,5 +629,7 @@ if __name__ == "__main__":
 # module's helpers (importing cli_sense registers `sense` and `status` on app)
 from auditor import cli_sense  # noqa: E402, F401
 from auditor.cli_rules import rules_app  # noqa: E402
+from auditor.cli_store import store_app  # noqa: E402
 
 app.add_typer(rules_app, name="rules")
+app.add_typer(store_app, name="store")

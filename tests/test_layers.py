@@ -22,6 +22,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "auditor.errors", "auditor.runtime", "auditor.flows.types", "auditor.devices.types", "auditor.policy.types",
         "auditor.geo.types", "auditor.names.types",
     ),
+    # the store reads a run's output files back (output.reread) and writes SQLite
+    "auditor.store": ("auditor.errors", "auditor.output.reread", "auditor.flows.types", "auditor.devices.types",
+                      "auditor.policy.types", "auditor.paths"),
     # the names stage reads parsed payloads (protocols/) handed over by the flow stage
     "auditor.names": ("auditor.errors", "auditor.protocols", "auditor.flows.types", "auditor.flows.payloads"),
     # the policy stage reads rule files and judges flow columns; it reuses the flow stage's vectorised
