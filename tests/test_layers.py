@@ -22,6 +22,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "auditor.errors", "auditor.runtime", "auditor.flows.types", "auditor.devices.types", "auditor.policy.types",
         "auditor.geo.types", "auditor.names.types",
     ),
+    # evidence for a finding is cut from the very capture files of its run: it reads them with the
+    # capture and decode stages and matches packets by the flow stage's Community ID (checked first)
+    "auditor.store.evidence": ("auditor.errors", "auditor.capture", "auditor.decode", "auditor.flows.community_id",
+                               "auditor.flows.fragments", "auditor.flows.types", "auditor.store"),
     # the store reads a run's output files back (output.reread) and writes SQLite
     "auditor.store": ("auditor.errors", "auditor.output.reread", "auditor.flows.types", "auditor.devices.types",
                       "auditor.policy.types", "auditor.paths"),
