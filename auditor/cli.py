@@ -629,9 +629,11 @@ if __name__ == "__main__":
 # module's helpers (importing cli_sense registers `sense` and `status` on app)
 from auditor import cli_sense  # noqa: E402, F401
 from auditor.cli_evidence import evidence  # noqa: E402
+from auditor.cli_report import report  # noqa: E402
 from auditor.cli_rules import rules_app  # noqa: E402
 from auditor.cli_store import store_app  # noqa: E402
 
 app.add_typer(rules_app, name="rules")
 app.add_typer(store_app, name="store")
 app.command("evidence")(evidence)
+app.command("report")(report)

@@ -26,6 +26,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # capture and decode stages and matches packets by the flow stage's Community ID (checked first)
     "auditor.store.evidence": ("auditor.errors", "auditor.capture", "auditor.decode", "auditor.flows.community_id",
                                "auditor.flows.fragments", "auditor.flows.types", "auditor.store"),
+    # reports read the store and render; CSV cells are neutralised as the device CSV's are
+    "auditor.report": ("auditor.errors", "auditor.store", "auditor.output.devices"),
     # the store reads a run's output files back (output.reread) and writes SQLite
     "auditor.store": ("auditor.errors", "auditor.output.reread", "auditor.flows.types", "auditor.devices.types",
                       "auditor.policy.types", "auditor.paths"),

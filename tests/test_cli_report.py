@@ -1,0 +1,92 @@
+"""`auditor report` as a command: every format to a file, one-line errors with the right exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from auditor.cli_report import report_cli
+from tests.report._demo import NOW, build_demo_store
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo_store(tmp_path_factory.mktemp("cli-report"))
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(report_cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["html", "json", "csv", "md"])
+def test_cli_report_writes_each_format(demo_db: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"report.{fmt}"
+    code, _, err = _run("--db", str(demo_db), "--since", "7d", "--now", NOW, "--format", fmt, "--out", str(out))
+    assert code == 0, err
+    assert out.stat().st_size > 500
+    assert "10 devices, 6 open findings, 1 waived" in err
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_report_json_to_stdout_from_to(demo_db: Path) -> None:
+    code, out, err = _run("--db", str(demo_db), "--from", "2026-11-02", "--to", "2026-11-02", "--format", "json")
+    assert code == 0, err
+    doc = orjson.loads(out)
+    assert doc["header"]["period"]["start"] == "2026-11-02T00:00:00Z"
+    assert doc["header"]["period"]["end"] == "2026-11-03T00:00:00Z"
+    assert doc["summary"]["devices"] == 10
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--format", "docx"), "unknown report format 'docx'"),
+    (("--since", "soon"), "not a duration"),
+    (("--from", "2026-99-01"), "not an ISO 8601"),
+    (("--since", "7d", "--from", "2026-11-01"), "not both"),
+    (("--format", "pdf"), "--format pdf needs --out"),
+])
+def test_cli_report_bad_flags_exit_2(demo_db: Path, args: tuple[str, ...], message: str) -> None:
+    code, _, err = _run("--db", str(demo_db), "--now", NOW, *args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_report_pdf_without_weasyprint(demo_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+    out = tmp_path / "r.pdf"
+    code, _, err = _run("--db", str(demo_db), "--now", NOW, "--format", "pdf", "--out", str(out))
+    assert code == 2
+    assert "PDF needs the optional 'pdf' extra (weasyprint)" in err
+    assert not out.exists()
+
+
+def test_cli_report_empty_or_missing_store_exit_2(tmp_path: Path) -> None:
+    from auditor.store import open_store
+
+    open_store(tmp_path / "empty.sqlite").close()
+    code, _, err = _run("--db", str(tmp_path / "empty.sqlite"), "--format", "json")
+    assert code == 2 and "no run" in err
+    code, _, err = _run("--db", str(tmp_path / "absent.sqlite"))
+    assert code == 2 and "no store there" in err
+    assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_cli_report_store_error_exit_4(tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-db.sqlite"
+    bad.write_bytes(b"this is not SQLite" * 100)
+    code, _, err = _run("--db", str(bad), "--format", "json")
+    assert code == 4 and err.startswith("error: ")
+
+
+def test_cli_report_unwritable_out_exit_4(demo_db: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = _run("--db", str(demo_db), "--now", NOW, "--format", "md", "--out", str(blocker / "r.md"))
+    assert code == 4 and "cannot write the report" in err
