@@ -150,3 +150,13 @@ def test_render_html_in_headless_chromium(hostile: Report, tmp_path: Path) -> No
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 20_000  # a blank 1280x2000 page is a few kB
+    # no console message from the page (a script error, a blocked fetch, a CSP violation): chromium
+    # logs them to stderr as CONSOLE lines with --enable-logging
+    logged = subprocess.run(
+        [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", f"--user-data-dir={tmp_path / 'profile2'}", page.as_uri()],
+        check=True, timeout=60, capture_output=True, text=True,
+    )
+    console = [line for line in logged.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+    assert "<h1" in logged.stdout  # the page was loaded and laid out
