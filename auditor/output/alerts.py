@@ -19,7 +19,7 @@ import orjson
 from auditor.flows.types import PORTED_PROTOCOLS, TRANSPORT_NAMES, service_text
 from auditor.geo.types import GeoInfo
 from auditor.output._text import iso_time, mac_text
-from auditor.output.ecs import ECS_VERSION
+from auditor.output.ecs import ECS_VERSION, geo_fields
 from auditor.policy.types import Alert
 
 GeoLookup = Callable[[str], GeoInfo]
@@ -48,13 +48,7 @@ def alert_documents(
         destination["packets"] = a.destination_packets
         destination["bytes"] = a.destination_bytes
         if geo is not None:
-            where = geo(a.destination_ip)
-            if where.country:
-                destination["geo"] = {"country_iso_code": where.country}
-            if where.asn is not None:
-                destination["as"] = {"number": where.asn}
-                if where.as_org:
-                    destination["as"]["organization"] = {"name": where.as_org}
+            destination.update(geo_fields(geo(a.destination_ip)))
         network: dict[str, Any] = {
             "type": "ipv6" if ":" in a.destination_ip else "ipv4",
             "direction": "internal" if a.destination_local else "outbound",

@@ -87,7 +87,8 @@ def _remote_geo(geo: GeoLookup | None, direction: int, sip: str, dip: str) -> tu
     return "", None
 
 
-def _geo_fields(info: GeoInfo | None) -> dict[str, Any]:
+def geo_fields(info: GeoInfo | None) -> dict[str, Any]:
+    """Return the ECS geo.country_iso_code and as.number / as.organization.name of an address, as known."""
     out: dict[str, Any] = {}
     if info is None:
         return out
@@ -138,7 +139,7 @@ def flow_documents(flows: FlowRecords, observer: dict[str, Any] | None = None,
         if name:
             (source if swapped else destination)["domain"] = name
         side, info = _remote_geo(geo, direction, sip, dip)
-        placed = _geo_fields(info) if side else {}
+        placed = geo_fields(info) if side else {}
         if placed:
             (source if side == "source" else destination).update(placed)
         network: dict[str, Any] = {
@@ -223,7 +224,7 @@ def flow_json_lines(flows: FlowRecords, observer: dict[str, Any] | None = None,
                 src_extra = named
             else:
                 dst_extra = named
-        fields = _geo_fields(info) if side else {}
+        fields = geo_fields(info) if side else {}
         if fields:
             placed = "," + orjson.dumps(fields).decode()[1:-1]
             if side == "source":

@@ -566,22 +566,20 @@ class _FlowView:
     def dns_names(self) -> NDArray[Any]:
         """Per row, the client's own DNS name for the address when the SNI/Host disagreed with it, or None."""
         if self._dns_names is None:
-            mismatch = self._flows.name_mismatch
-            out = np.full(self.size, None, dtype=object)
-            if mismatch is not None:
-                out[:] = [mismatch[i] for i in self._rows.tolist()]
-            self._dns_names = out
+            self._dns_names = self._rows_of(self._flows.name_mismatch)
         return self._dns_names
 
     def names(self) -> NDArray[Any]:
         """Per row, the flow's destination name or None."""
         if self._names is None:
-            domain = self._flows.domain
-            out = np.full(self.size, None, dtype=object)
-            if domain is not None:
-                out[:] = [domain[i] for i in self._rows.tolist()]
-            self._names = out
+            self._names = self._rows_of(self._flows.domain)
         return self._names
+
+    def _rows_of(self, column: list[str | None] | None) -> NDArray[Any]:
+        out = np.full(self.size, None, dtype=object)
+        if column is not None:
+            out[:] = [column[i] for i in self._rows.tolist()]
+        return out
 
     def geo(self, at: NDArray[np.intp]) -> list[GeoInfo | None]:
         """Per row of `at`, the destination's GeoIP answer (None without databases)."""
