@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from auditor.errors import AuditorError
 from auditor.paths import state_dir
-from auditor.store import ingest_run, open_store, store_info
+from auditor.store import ingest_run, open_store, set_finding_status, store_info
 
 store_app = typer.Typer(help="The store: ingest runs into SQLite and show what it holds.", no_args_is_help=True)
 _err = Console(stderr=True, soft_wrap=True)
@@ -93,3 +93,26 @@ def store_info_command(db: Annotated[Path | None, typer.Option("--db", help=DB_H
     typer.echo(f"hourly flow rows: {info.flow_rows}")
     statuses = ", ".join(f"{count} {status}" for status, count in info.findings_by_status.items())
     typer.echo(f"findings: {sum(info.findings_by_status.values())} ({statuses})")
+
+
+@store_app.command("ack")
+def store_ack(
+    finding_id: Annotated[str, typer.Argument(help="A finding (alert) id, or at least its first 6 characters.")],
+    db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None,
+    undo: Annotated[bool, typer.Option("--undo", help="Set it back to new.")] = False,
+) -> None:
+    """Mark a finding acknowledged (a person has seen it); later runs keep that status. Reports show it."""
+    path = db or default_db()
+    if not path.exists():
+        _err.print(f"error: {escape(str(path))}: no store there (ingest a run first)", highlight=False)
+        raise typer.Exit(4)
+    try:
+        conn = open_store(path)
+        try:
+            changed = set_finding_status(conn, finding_id, "new" if undo else "acknowledged")
+        finally:
+            conn.close()
+    except AuditorError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{finding_id}: {'set back to new' if undo else 'acknowledged'}" if changed else
+               f"{finding_id}: unchanged (already so, or waived)")

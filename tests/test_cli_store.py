@@ -135,3 +135,32 @@ def test_analyze_with_a_store_it_cannot_open_stops_before_any_packet(tmp_path: P
                                            str(tmp_path / "out"), "-q", "--db", str(bad)])
     assert result.exit_code == 4
     assert not (tmp_path / "out" / "flows.jsonl").exists()
+
+
+def test_a_finding_acknowledged_by_a_person_stays_so_when_the_run_is_ingested_again(tmp_path: Path) -> None:
+    from auditor.cli import app as main_app
+
+    root = Path(__file__).resolve().parents[1]
+    db, out = tmp_path / "store.sqlite", tmp_path / "out"
+    args = ["analyze", str(root / "pcaps" / "demo-site.pcap"), "-o", str(out), "-q",
+            "--rules", str(root / "rules" / "examples"), "--db", str(db)]
+    runner = CliRunner()
+    assert runner.invoke(main_app, args).exit_code == 0
+    with sqlite3.connect(db) as conn:
+        (alert_id,) = conn.execute("SELECT alert_id FROM findings WHERE rule_id = 'scanner-lane'").fetchone()
+        (waived,) = conn.execute("SELECT alert_id FROM findings WHERE status = 'waived'").fetchone()
+    acked = runner.invoke(main_app, ["store", "ack", alert_id[:8], "--db", str(db)])
+    assert acked.exit_code == 0 and "acknowledged" in acked.stdout
+    assert runner.invoke(main_app, ["store", "ack", waived, "--db", str(db)]).stdout.endswith(
+        "unchanged (already so, or waived)\n")  # a waiver decides a waived finding, not a person
+    assert runner.invoke(main_app, args).exit_code == 0  # the same capture again
+    with sqlite3.connect(db) as conn:
+        statuses = dict(conn.execute("SELECT alert_id, status FROM findings").fetchall())
+    assert statuses[alert_id] == "acknowledged" and statuses[waived] == "waived"
+    undone = runner.invoke(main_app, ["store", "ack", alert_id, "--undo", "--db", str(db)])
+    assert undone.exit_code == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status FROM findings WHERE alert_id = ?", (alert_id,)).fetchone() == ("new",)
+    for bad in ("abc", "zzzzzzzz"):
+        result = runner.invoke(main_app, ["store", "ack", bad, "--db", str(db)])
+        assert result.exit_code == 2, result.output

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
+from auditor.errors import ConfigError
 from auditor.store.schema import schema_version
 
 logger = logging.getLogger(__name__)
@@ -55,3 +56,24 @@ def store_info(conn: sqlite3.Connection) -> StoreInfo:
         flow_rows=int(conn.execute("SELECT count(*) FROM flows_hourly").fetchone()[0]),
         findings_by_status=by_status,
     )
+
+
+def set_finding_status(conn: sqlite3.Connection, alert_id: str, status: str) -> int:
+    """Mark findings (by id, or a unique prefix of at least 6 characters) 'acknowledged' or back to 'new';
+    return how many changed. A waived finding stays waived: its waiver, not a person, decides."""
+    if status not in ("acknowledged", "new"):
+        raise ValueError(f"status must be 'acknowledged' or 'new', not {status!r}")
+    if len(alert_id) < 6:
+        raise ConfigError(f"{alert_id!r}: give at least 6 characters of the finding id")
+    rows = conn.execute("SELECT alert_id, status FROM findings WHERE alert_id LIKE ? ESCAPE '\\'",
+                        (alert_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",)).fetchall()
+    if not rows:
+        raise ConfigError(f"no finding {alert_id!r} in the store")
+    if len(rows) > 1:
+        raise ConfigError(f"{alert_id!r} names {len(rows)} findings: give more of the id")
+    (found, current), = rows
+    if current == "waived" or current == status:
+        return 0
+    with conn:
+        conn.execute("UPDATE findings SET status = ? WHERE alert_id = ?", (status, found))
+    return 1
