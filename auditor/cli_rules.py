@@ -171,9 +171,10 @@ def rules_rejudge(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="auditor.toml settings file.")] = None,
 ) -> None:
     """Judge a finished run again with the current rule files, from its flows.jsonl and devices.json,
-    without re-reading its captures; replaces OUT/alerts.jsonl. Verdicts follow the rules as they are
+    without re-reading its captures; replaces OUT/alerts.jsonl and writes OUT/rejudge.json (the rules,
+    databases and counts it was judged with). Verdicts follow the rules as they are
     now: nothing is stuck with the rules of the first run."""
-    from auditor.cli import _AlertTally, _replacing, geo_databases
+    from auditor.cli import _AlertTally, _replacing, _write_json, geo_databases
     from auditor.output.alerts import write_alerts_jsonl
     from auditor.policy.types import SEVERITIES
 
@@ -186,6 +187,23 @@ def rules_rejudge(
         with _replacing(target / "alerts.jsonl", "wb") as fh:
             write_alerts_jsonl(tally.count(again.judge.iter_alerts()), fh, again.geo.lookup if again.geo else None,
                                geo_databases(again.geo))
+        judge = again.judge
+        # what judged this alerts.jsonl (summary.json still describes the run that read the captures)
+        _write_json(target / "rejudge.json", {
+            "rejudged_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "run": str(run),
+            "rules": [{"path": r.path, "sha256": r.sha256, "ruleset": r.ruleset} for r in again.ruleset.sources],
+            "geoip": geo_databases(again.geo),
+            "flows_read": again.read.flows,
+            "flow_lines_skipped": again.read.skipped_lines,
+            "flows_judged": judge.flows_judged,
+            "findings": judge.findings,
+            "findings_waived": judge.waived_findings,
+            "alerts": sum(tally.by_severity.values()),
+            "alerts_by_severity": {sev: tally.by_severity[sev] for sev in SEVERITIES},
+            "alerts_waived": tally.waived,
+            "warnings": [*again.read.problems, *again.ruleset.warnings, *again.geo_missing],
+        })
     except AuditorError as exc:
         raise _fail(exc) from None
     except OSError as exc:

@@ -465,6 +465,12 @@ def test_rejudge_with_the_same_rules_gives_the_same_alerts(
     assert [(d["event"]["id"], *brief(d), d.get("auditor", {}).get("waiver")) for d in again] == keys
     # and everything else too: names, GeoIP, counters, evidence of the decision
     assert [_without_verdict_source(d) for d in again] == [_without_verdict_source(d) for d in first]
+    # rejudge.json says what judged this alerts.jsonl, beside the run's own summary
+    record = json.loads((target / "rejudge.json").read_text())
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert [r["sha256"] for r in record["rules"]] == [r["sha256"] for r in summary["rules"]]
+    assert (record["flows_read"], record["flows_judged"], record["alerts"], record["alerts_waived"]) == (29, 29, 6, 1)
+    assert record["alerts_by_severity"] == summary["alerts_by_severity"]
 
 
 def _edit(text: str, old: str, new: str) -> str:
