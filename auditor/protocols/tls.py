@@ -439,6 +439,12 @@ def _handshake_bytes(data: bytes) -> tuple[int, bytes] | None:
     return first_version, chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+MAX_REMEMBERED_SHAPES = 4096
+_FINGERPRINTS: dict[tuple[object, ...], tuple[str, str, str]] = {}
+"""(JA3 string, JA3, JA4) by ClientHello shape (versions, ciphers, extensions in order, groups, formats,
+ALPN, signature algorithms): the parser's only state, a bounded cache of pure functions of the key."""
+
+
 def _client_hello(record_version: int, buf: bytes, pos: int, end: int, whole: bool) -> TlsRecord | None:
     """Return the ClientHello in buf[pos:end] (complete when `whole`), partial when cut; None when malformed.
 
@@ -551,12 +557,21 @@ def _client_hello(record_version: int, buf: bytes, pos: int, end: int, whole: bo
         return None
     ja3_text = ja3_hash = ja4_text = None
     if whole:
-        ciphers, exts = _no_grease(cipher_suites), _no_grease(extensions)
-        ja3_text = _ja3(legacy_version, ciphers, exts, _no_grease(supported_groups), _no_grease(ec_point_formats))
-        ja3_hash = hashlib.md5(ja3_text.encode("ascii"), usedforsecurity=False).hexdigest()
-        offered = _no_grease(supported_versions)
-        version = max(offered) if offered else legacy_version
-        ja4_text = _ja4(version, ciphers, exts, alpn_first, _no_grease(signature_algorithms))
+        # a device sends the same hello shape on every connection: the hashes are worked out once per shape
+        key = (legacy_version, cipher_suites, tuple(extensions), supported_groups, ec_point_formats,
+               supported_versions, alpn_first, signature_algorithms)
+        known = _FINGERPRINTS.get(key)
+        if known is None:
+            ciphers, exts = _no_grease(cipher_suites), _no_grease(extensions)
+            ja3_text = _ja3(legacy_version, ciphers, exts, _no_grease(supported_groups), _no_grease(ec_point_formats))
+            ja3_hash = hashlib.md5(ja3_text.encode("ascii"), usedforsecurity=False).hexdigest()
+            offered = _no_grease(supported_versions)
+            version = max(offered) if offered else legacy_version
+            known = (ja3_text, ja3_hash, _ja4(version, ciphers, exts, alpn_first, _no_grease(signature_algorithms)))
+            if len(_FINGERPRINTS) >= MAX_REMEMBERED_SHAPES:
+                _FINGERPRINTS.clear()  # shuffled extension orders (Chrome): start over rather than grow
+            _FINGERPRINTS[key] = known
+        ja3_text, ja3_hash, ja4_text = known
     return TlsRecord(
         handshake="client_hello",
         record_version=record_version,
