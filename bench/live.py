@@ -85,10 +85,13 @@ def status(out: Path) -> dict:  # type: ignore[type-arg]
         return {}
 
 
-def one_rate(ns: Namespace, capture: Path, packets: int, rate: int | None, work: Path) -> dict:  # type: ignore[type-arg]
+def one_rate(ns: Namespace, capture: Path, packets: int, rate: int | None, work: Path,
+             config: Path | None = None) -> dict:  # type: ignore[type-arg]
     out = work / f"out-{rate or 'top'}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = ["ip", "netns", "exec", ns.name, str(AUDITOR), "sense", "-i", "vb", "-o", str(out), "--flush-interval", "60"]
+    if config is not None:
+        cmd += ["--config", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not status(out) and time.monotonic() < deadline:
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)), help="packets/s, comma-separated")
     parser.add_argument("--keep", type=Path, default=Path("/tmp/auditor-bench"), help="capture cache folder")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--buffer-mib", type=int, default=None,
+                        help="the sensor's capture buffer ([sensor] buffer_mib; default: the sensor's)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or not shutil.which("tcpreplay") or not shutil.which("ip"):
         log("needs root, iproute2 and tcpreplay")
@@ -150,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     rates: list[int | None] = [int(r) for r in args.rates.split(",") if r] + [None]
     rows = []
     with Namespace() as ns, tempfile.TemporaryDirectory() as tmp:
+        config = None
+        if args.buffer_mib is not None:
+            config = Path(tmp) / "auditor.toml"
+            config.write_text(f"[sensor]\nbuffer_mib = {args.buffer_mib}\n", encoding="utf-8")
         for rate in rates:
             log(f"replaying {args.packets:,} packets at {rate or 'top speed'} ...")
-            rows.append(one_rate(ns, capture, args.packets, rate, Path(tmp)))
+            rows.append(one_rate(ns, capture, args.packets, rate, Path(tmp), config))
             log(f"  {rows[-1]}")
     if args.json:
         print(json.dumps(rows, indent=2))
