@@ -11,7 +11,6 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -39,6 +38,7 @@ from auditor.output.alerts import write_alerts_jsonl
 from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices
 from auditor.output.ecs import flow_json_lines
+from auditor.output.files import replacing
 from auditor.output.jsonl import JsonLinesWriter
 from auditor.paths import rule_path, state_dir
 from auditor.pipeline import RunStats, analyze_files, fingerprint_payloads
@@ -312,9 +312,9 @@ def _analyze(
     records = _DeviceTally()
     alerts = _AlertTally()
     try:
-        with _replacing(out / "devices.json", "wb") as fj, _replacing(out / "devices.csv", "w") as fc:
+        with replacing(out / "devices.json", "wb") as fj, replacing(out / "devices.csv", "w") as fc:
             write_devices(records.count(iter_device_records(devices, verdicts)), fj, fc)  # one device at a time
-        with _replacing(out / "alerts.jsonl", "wb") as fa:
+        with replacing(out / "alerts.jsonl", "wb") as fa:
             write_alerts_jsonl(alerts.count(judge.iter_alerts()), fa, geo_lookup, databases)  # streamed
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the outputs: {exc.strerror or exc}") from exc
@@ -366,16 +366,6 @@ def _analyze(
     summary["alerts_waived"] = alerts.waived
     _write_json(out / "summary.json", summary)
     return _Run(stats, records, alerts, summary, judge.worst_rank, geo_lookup)
-
-
-@contextmanager
-def _replacing(path: Path, mode: str) -> Iterator[Any]:
-    """Open a temporary file beside `path` that replaces it only once written whole: a run that fails
-    half-way leaves the previous run's file, never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
-        yield fh
-    os.replace(tmp, path)
 
 
 def _geo(settings: Settings) -> GeoReader | None:
@@ -440,7 +430,7 @@ def _geo_for_rules(ruleset: RuleSet, settings: Settings) -> list[str]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     try:
-        with _replacing(path, "w") as fh:
+        with replacing(path, "w") as fh:
             fh.write(json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from exc

@@ -8,7 +8,6 @@ exits 2; a store that cannot be opened or an output that cannot be written exits
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from auditor.errors import AuditorError, ConfigError, OutputError
+from auditor.output.files import replacing
 from auditor.paths import state_dir
 from auditor.report import FORMATS, build_report, period_bounds, render
 from auditor.report.model import parse_time
@@ -37,14 +37,11 @@ def _write(data: bytes, out: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(out)  # a reader (a mail job, a web server) never sees half a report
+        with replacing(out, "wb") as fh:  # a reader (a mail job, a web server) never sees half a report
+            fh.write(data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
 
 

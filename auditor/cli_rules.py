@@ -174,8 +174,9 @@ def rules_rejudge(
     without re-reading its captures; replaces OUT/alerts.jsonl and writes OUT/rejudge.json (the rules,
     databases and counts it was judged with). Verdicts follow the rules as they are
     now: nothing is stuck with the rules of the first run."""
-    from auditor.cli import _AlertTally, _replacing, _write_json, geo_databases
+    from auditor.cli import _AlertTally, _write_json, geo_databases
     from auditor.output.alerts import write_alerts_jsonl
+    from auditor.output.files import replacing
     from auditor.policy.types import SEVERITIES
 
     try:
@@ -184,7 +185,7 @@ def rules_rejudge(
         target = out or run
         target.mkdir(parents=True, exist_ok=True)
         tally = _AlertTally()
-        with _replacing(target / "alerts.jsonl", "wb") as fh:
+        with replacing(target / "alerts.jsonl", "wb") as fh:
             write_alerts_jsonl(tally.count(again.judge.iter_alerts()), fh, again.geo.lookup if again.geo else None,
                                geo_databases(again.geo))
         judge = again.judge

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -49,6 +49,7 @@ from auditor.output.alerts import alert_documents, write_alerts_jsonl
 from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices
 from auditor.output.ecs import ECS_VERSION, flow_json_lines
+from auditor.output.files import replacing
 from auditor.output.rotating import RotatingJsonl
 from auditor.pipeline import Engine, RunStats, fingerprint_payloads
 from auditor.policy.evaluate import GeoLookup, PolicyJudge
@@ -283,7 +284,7 @@ class Sensor:
         """Rewrite alerts-current.jsonl when a finding changed its sums since the last time."""
         if not force and self.judge.findings == self._current_written_at:
             return
-        with _replacing(self.out / "alerts-current.jsonl", "wb") as fh:
+        with replacing(self.out / "alerts-current.jsonl", "wb") as fh:
             write_alerts_jsonl(self.judge.iter_alerts(), fh, self._geo_lookup, list(self.inputs.geo_databases))
         self._current_written_at = self.judge.findings
 
@@ -293,7 +294,7 @@ class Sensor:
         metric = self.metric()
         self._write_status(metric)
         self._metrics.write_lines([orjson.dumps(metric)])
-        with _replacing(self.out / "devices.json", "wb") as fj, _replacing(self.out / "devices.csv", "w") as fc:
+        with replacing(self.out / "devices.json", "wb") as fj, replacing(self.out / "devices.csv", "w") as fc:
             write_devices(iter_device_records(self.devices, self.verdicts), fj, fc)
         self._write_current_alerts()
         packets = metric["auditor"]["packets"]
@@ -309,7 +310,7 @@ class Sensor:
         return metric
 
     def _write_status(self, metric: dict[str, Any]) -> None:
-        with _replacing(self.out / "status.json", "wb") as fh:
+        with replacing(self.out / "status.json", "wb") as fh:
             fh.write(orjson.dumps(metric, option=orjson.OPT_INDENT_2))
 
     def metric(self, state: str = "running") -> dict[str, Any]:
@@ -444,19 +445,6 @@ def _fired_ids(path: Path) -> set[str]:
 
 def _stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"{time.time_ns() % 1_000_000_000:09d}"
-
-
-@contextlib.contextmanager
-def _replacing(path: Path, mode: str) -> Iterator[Any]:
-    """Write beside `path` and replace it whole: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else "") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a half-written copy must not hold the space a full disk needs
-        raise
 
 
 def _iso(seconds: float) -> str:

@@ -1,24 +1,13 @@
-"""The sensor's file handling, without a capture: snapshots replaced whole, the last run's kept,
-alert ids remembered across restarts."""
+"""The sensor's file handling, without a capture: the last run's snapshots kept, alert ids
+remembered across restarts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import orjson
-import pytest
 
-from auditor.live.sensor import _fired_ids, _keep_previous, _replacing
-
-
-def test_a_failed_snapshot_leaves_the_old_file_and_no_temporary_copy(tmp_path: Path) -> None:
-    path = tmp_path / "devices.json"
-    path.write_text("old", encoding="utf-8")
-    with pytest.raises(OSError), _replacing(path, "w") as fh:
-        fh.write("half of the new one")
-        raise OSError(28, "No space left on device")
-    assert path.read_text() == "old"
-    assert list(tmp_path.iterdir()) == [path]  # the half-written copy does not hold on to the space
+from auditor.live.sensor import _fired_ids, _keep_previous
 
 
 def test_the_last_runs_snapshots_are_kept_aside_and_pruned(tmp_path: Path) -> None:
