@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli import app
-from auditor.live.sensor import _iso
+from auditor.output._text import iso_time
 
 runner = CliRunner()
 
@@ -36,14 +36,14 @@ def status_record(
     now = time.time()
     skipped = skipped or {}
     return {
-        "@timestamp": _iso(now - age_s),
+        "@timestamp": iso_time(int((now - age_s) * 1e9)),
         "ecs": {"version": "8.11.0"},
         "event": {
             "kind": "metric",
             "category": ["network"],
             "type": ["info"],
             "dataset": "auditor.sensor",
-            "start": _iso(now - age_s - 3600),
+            "start": iso_time(int((now - age_s - 3600) * 1e9)),
         },
         "observer": {
             "hostname": "sensor1",

@@ -45,6 +45,7 @@ from auditor.flows.localnet import LocalNetworks
 from auditor.flows.types import FlowRecords
 from auditor.live.notify import Notifier
 from auditor.names.stage import NameStage
+from auditor.output._text import iso_time
 from auditor.output.alerts import alert_documents, write_alerts_jsonl
 from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices
@@ -319,10 +320,10 @@ class Sensor:
         stats, judge = self.stats, self.judge
         now = time.time()
         return {
-            "@timestamp": _iso(now),
+            "@timestamp": iso_time(int(now * 1e9)),
             "ecs": {"version": ECS_VERSION},
             "event": {"kind": "metric", "category": ["network"], "type": ["info"], "dataset": "auditor.sensor",
-                      "start": _iso(self.started)},
+                      "start": iso_time(int(self.started * 1e9))},
             "observer": {"hostname": socket.gethostname(), "type": "sensor", "product": "span-auditor",
                          "version": __version__, "ingress": {"interface": {"name": self.inputs.interface}}},
             "auditor": {
@@ -445,7 +446,3 @@ def _fired_ids(path: Path) -> set[str]:
 
 def _stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"{time.time_ns() % 1_000_000_000:09d}"
-
-
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"

@@ -9,7 +9,6 @@ is counted and skipped, never a crash.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import orjson
 from auditor.devices.types import ListEntry, VendorVerdict
 from auditor.errors import ConfigError
 from auditor.flows.types import DIRECTION_NAMES, END_REASONS, FlowRecords
-from auditor.names.types import NAME_SOURCES
+from auditor.names.types import NAME_SOURCES, address_key
 from auditor.output.ecs import TCP_FLAG_LETTERS
 
 BATCH = 50_000
@@ -76,8 +75,8 @@ def read_flows(path: Path, stats: ReadStats | None = None, batch: int = BATCH) -
 
 def _flow_row(doc: dict[str, Any]) -> tuple[Any, ...]:
     src, dst, net, aud, event = doc["source"], doc["destination"], doc["network"], doc["auditor"], doc["event"]
-    s_ver, s_hi, s_lo = _address(src["ip"])
-    d_ver, d_hi, d_lo = _address(dst["ip"])
+    s_ver, s_hi, s_lo = address_key(src["ip"])
+    d_ver, d_hi, d_lo = address_key(dst["ip"])
     flags = aud.get("tcp_flags") or {}
     vlan = net.get("vlan", {}).get("id")
     inner = net.get("inner", {}).get("vlan", {}).get("id")
@@ -89,7 +88,7 @@ def _flow_row(doc: dict[str, Any]) -> tuple[Any, ...]:
         _mac(src.get("mac")), _mac(dst.get("mac")),
         int(src["packets"]), int(dst["packets"]), int(src["bytes"]), int(dst["bytes"]),
         _flags(flags.get("source", "")), _flags(flags.get("destination", "")),
-        _ns(event["start"]), _ns(event["end"]), _ENDS[aud["end_reason"]], _DIRECTIONS[net["direction"]],
+        to_ns(event["start"]), to_ns(event["end"]), _ENDS[aud["end_reason"]], _DIRECTIONS[net["direction"]],
         _SOURCES.get(aud.get("name_source", "none"), 0),
         str(name) if name else None, aud.get("dns_name"), net.get("community_id"),
     ) if s_ver == d_ver else _mixed()
@@ -123,14 +122,6 @@ def _records(rows: list[tuple[Any, ...]]) -> FlowRecords:
     return FlowRecords(**values)
 
 
-def _address(text: str) -> tuple[int, int, int]:
-    address = ipaddress.ip_address(text)
-    if address.version == 4:
-        return 4, 0, int(address)
-    value = int(address)
-    return 6, value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
-
-
 def _mac(text: str | None) -> int:
     return int(text.replace("-", "").replace(":", ""), 16) if text else 0
 
@@ -139,7 +130,9 @@ def _flags(letters: str) -> int:
     return sum(_FLAG_BITS[c] for c in set(letters))
 
 
-def _ns(text: str) -> int:
+def to_ns(text: str) -> int:
+    """Return ISO 8601 time `text` (UTC when it names no zone) as integer nanoseconds since the epoch:
+    the inverse of the outputs' times (microseconds, so exact for them)."""
     when = datetime.datetime.fromisoformat(text)
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
@@ -179,7 +172,7 @@ def read_devices(path: Path) -> StoredDevices:
             mac = _mac(device["mac"])
             for fact in device.get("observed") or ():
                 protocol, field_, value = str(fact["protocol"]), str(fact["field"]), str(fact["value"])
-                facts.setdefault(mac, []).append((protocol, field_, value, _ns(fact["first_seen"])))
+                facts.setdefault(mac, []).append((protocol, field_, value, to_ns(fact["first_seen"])))
                 if field_ == "mud_url" and protocol in ("dhcp", "dhcp6"):
                     mud_urls[mac] = value
             v = device.get("vendor")

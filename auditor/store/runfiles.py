@@ -8,7 +8,6 @@ not there at all) is an error.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -19,13 +18,13 @@ from typing import Any
 import orjson
 
 from auditor.errors import ConfigError
+from auditor.output.reread import to_ns
 
 logger = logging.getLogger(__name__)
 
 BATCH = 20_000
 """Flow lines aggregated per batch: bounds memory whatever the size of flows.jsonl."""
 MAX_PROBLEMS = 5
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _BAD_LINE = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
@@ -132,15 +131,6 @@ class AlertRow:
     waiver_id: str | None
     community_ids: list[Any]
     evidence: list[Any]
-
-
-def to_ns(text: str) -> int:
-    """Return ISO 8601 time `text` (UTC when it names no zone) as integer nanoseconds since the epoch."""
-    when = datetime.datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    delta = when - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
 
 
 def file_sha256(path: Path) -> str:
