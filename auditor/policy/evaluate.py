@@ -261,13 +261,7 @@ class PolicyJudge:
                 decided[undecided[hit]] = True
             undecided = np.flatnonzero(~decided)
             if undecided.size and policy.allows:
-                ok = np.zeros(undecided.size, dtype=bool)
-                for allow in policy.allows:
-                    left = np.flatnonzero(~ok)
-                    if not left.size:
-                        break
-                    ok[left] = allow.matches(view, at[undecided[left]])
-                decided[undecided[ok]] = True
+                decided[undecided[_any_matches(policy.allows, view, at[undecided])]] = True
             if policy.rank >= 0:
                 rule[at[~decided]] = self._rule_index[(index, None, None, False)]
                 decided[:] = True
@@ -301,13 +295,7 @@ class PolicyJudge:
             at = np.flatnonzero(covered)
             if not at.size:
                 continue
-            dest = np.zeros(at.size, dtype=bool)
-            for entry in w.destinations:
-                left = np.flatnonzero(~dest)
-                if not left.size:
-                    break
-                dest[left] = entry.matches(view, bad[at[left]])
-            at = at[dest]
+            at = at[_any_matches(w.destinations, view, bad[at])]
             expired = first_ns[at] >= w.ends_ns
             for i, old, gone in zip(at.tolist(), rule[at].tolist(), expired.tolist(), strict=True):
                 r = self._rules[old]
@@ -735,14 +723,20 @@ class _Entry:
                                          count=left.size)
         if self.members is not None and hit.any():
             left = np.flatnonzero(hit)
-            any_member = np.zeros(left.size, dtype=bool)
-            for member in self.members:
-                todo = np.flatnonzero(~any_member)
-                if not todo.size:
-                    break
-                any_member[todo] = member.matches(view, at[left[todo]])
-            hit[left] = any_member
+            hit[left] = _any_matches(self.members, view, at[left])
         return hit
+
+
+def _any_matches(entries: Sequence[_Entry], view: _FlowView, at: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """Per row `at` of the view, whether any of the entries matches (each entry sees only the rows no
+    earlier one matched)."""
+    hit = np.zeros(at.size, dtype=bool)
+    for entry in entries:
+        left = np.flatnonzero(~hit)
+        if not left.size:
+            break
+        hit[left] = entry.matches(view, at[left])
+    return hit
 
 
 def site_started(flows: FlowRecords) -> Iterator[tuple[FlowRecords, NDArray[np.intp]]]:
