@@ -7,8 +7,10 @@ be done from Python too. Registered on the main app as `app.add_typer(store_app,
 from __future__ import annotations
 
 import datetime
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +23,8 @@ from auditor.store import ingest_run, open_store, set_finding_status, store_info
 store_app = typer.Typer(help="The store: ingest runs into SQLite and show what it holds.", no_args_is_help=True)
 _err = Console(stderr=True, soft_wrap=True)
 
+T = TypeVar("T")
+
 DB_HELP = "SQLite store (default: auditor.sqlite in the state directory)."
 
 
@@ -32,6 +36,27 @@ def default_db() -> Path:
 def _fail(exc: AuditorError) -> typer.Exit:
     _err.print(f"error: {escape(str(exc))}", highlight=False)
     return typer.Exit(exc.exit_code)
+
+
+def _existing(db: Path | None) -> Path:
+    """Return the store's path; exit 4 when there is none (reading commands never create one)."""
+    path = db or default_db()
+    if not path.exists():
+        _err.print(f"error: {escape(str(path))}: no store there (ingest a run first)", highlight=False)
+        raise typer.Exit(4)
+    return path
+
+
+def _with_store(path: Path, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Open the store, run `work` on it, close it; an AuditorError becomes its one-line exit."""
+    try:
+        conn = open_store(path)
+        try:
+            return work(conn)
+        finally:
+            conn.close()
+    except AuditorError as exc:
+        raise _fail(exc) from None
 
 
 def _when(ns: int | None) -> str:
@@ -51,14 +76,7 @@ def store_ingest(
     ] = None,
 ) -> None:
     """Write one run to the store in one transaction; ingesting the same captures again replaces that run."""
-    try:
-        conn = open_store(db or default_db())
-        try:
-            result = ingest_run(conn, out_dir, capture or None)
-        finally:
-            conn.close()
-    except AuditorError as exc:
-        raise _fail(exc) from None
+    result = _with_store(db or default_db(), lambda conn: ingest_run(conn, out_dir, capture or None))
     verb = "replaced" if result.replaced else "added"
     typer.echo(f"{verb} run {result.run_id}: {result.devices} devices, {result.flows} flows in {result.flow_rows} "
                f"hourly rows, {result.alerts} alerts ({result.findings_new} new findings)")
@@ -71,18 +89,8 @@ def store_ingest(
 @store_app.command("info")
 def store_info_command(db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None) -> None:
     """Show the store's schema version, its runs, and its device and finding counts."""
-    path = db or default_db()
-    if not path.exists():
-        _err.print(f"error: {escape(str(path))}: no store there (ingest a run first)", highlight=False)
-        raise typer.Exit(4)
-    try:
-        conn = open_store(path)
-        try:
-            info = store_info(conn)
-        finally:
-            conn.close()
-    except AuditorError as exc:
-        raise _fail(exc) from None
+    path = _existing(db)
+    info = _with_store(path, store_info)
     typer.echo(f"store: {path} (schema version {info.schema_version})")
     typer.echo(f"runs: {len(info.runs)}")
     for run in info.runs:
@@ -102,17 +110,7 @@ def store_ack(
     undo: Annotated[bool, typer.Option("--undo", help="Set it back to new.")] = False,
 ) -> None:
     """Mark a finding acknowledged (a person has seen it); later runs keep that status. Reports show it."""
-    path = db or default_db()
-    if not path.exists():
-        _err.print(f"error: {escape(str(path))}: no store there (ingest a run first)", highlight=False)
-        raise typer.Exit(4)
-    try:
-        conn = open_store(path)
-        try:
-            changed = set_finding_status(conn, finding_id, "new" if undo else "acknowledged")
-        finally:
-            conn.close()
-    except AuditorError as exc:
-        raise _fail(exc) from None
+    status = "new" if undo else "acknowledged"
+    changed = _with_store(_existing(db), lambda conn: set_finding_status(conn, finding_id, status))
     typer.echo(f"{finding_id}: {'set back to new' if undo else 'acknowledged'}" if changed else
                f"{finding_id}: unchanged (already so, or waived)")
