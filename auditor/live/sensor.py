@@ -51,7 +51,7 @@ from auditor.output.background import BackgroundSink
 from auditor.output.devices import write_devices
 from auditor.output.ecs import ECS_VERSION, flow_json_lines
 from auditor.output.files import replacing
-from auditor.output.rotating import RotatingJsonl
+from auditor.output.rotating import RotatingJsonl, file_stamp
 from auditor.pipeline import Engine, RunStats, fingerprint_payloads
 from auditor.policy.evaluate import GeoLookup, PolicyJudge
 from auditor.policy.load import RuleSet
@@ -248,7 +248,7 @@ class Sensor:
         # the old rules' alerts as they stood, kept beside the new ones (alerts.jsonl has each once)
         self._write_current_alerts(force=True)
         with contextlib.suppress(OSError):
-            os.replace(self.out / "alerts-current.jsonl", self.out / f"alerts-current-{_stamp()}.jsonl")
+            os.replace(self.out / "alerts-current.jsonl", self.out / f"alerts-current-{file_stamp()}.jsonl")
         self._before_reload["flows_judged"] += self.judge.flows_judged
         self._before_reload["findings"] += self.judge.findings
         self.rules = rules
@@ -421,7 +421,7 @@ PREVIOUS_OUTPUTS = ("devices.json", "devices.csv", "alerts-current.jsonl")
 
 def _keep_previous(out: Path, keep: int) -> None:
     """Move the last run's snapshots aside (name-<time>.ext), keeping `keep` of each."""
-    stamp = _stamp()
+    stamp = file_stamp()
     for name in PREVIOUS_OUTPUTS:
         path = out / name
         if path.is_file() and path.stat().st_size:
@@ -442,7 +442,3 @@ def _fired_ids(path: Path) -> set[str]:
             if len(ids) >= MAX_REMEMBERED_ALERTS:
                 break
     return ids
-
-
-def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"{time.time_ns() % 1_000_000_000:09d}"

@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def file_stamp() -> str:
+    """Return the UTC time as a file-name part that sorts in time order: 20261122T103000.123456Z."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
 class RotatingJsonl:
     """Appends JSON lines to `path`, rotating it at `max_bytes`; keeps `keep` rotated files."""
 
@@ -69,7 +74,7 @@ class RotatingJsonl:
         self._fh.close()
         moved = None
         if self.path.exists() and self.path.stat().st_size:
-            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            stamp = file_stamp()
             moved = self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}")
             os.replace(self.path, moved)
         self._fh = open(self.path, "ab")  # noqa: SIM115
