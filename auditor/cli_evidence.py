@@ -16,8 +16,6 @@ from rich.markup import escape
 
 from auditor.cli_store import DB_HELP, default_db
 from auditor.errors import AuditorError
-from auditor.store import open_store
-from auditor.store.evidence import write_finding_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +42,9 @@ def evidence(
         _say("error", f"{path}: no store there (ingest a run first, or give --db)")
         raise typer.Exit(4)
     try:
+        from auditor.store import open_store  # loaded by this command only
+        from auditor.store.evidence import write_finding_evidence
+
         conn = open_store(path)
         try:
             result = write_finding_evidence(conn, finding_id, out, capture or ())

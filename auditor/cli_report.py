@@ -20,9 +20,6 @@ from rich.markup import escape
 from auditor.errors import AuditorError, ConfigError, OutputError
 from auditor.output.files import replacing
 from auditor.paths import state_dir
-from auditor.report import FORMATS, build_report, period_bounds, render
-from auditor.report.model import parse_time
-from auditor.store import open_store
 
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -54,7 +51,7 @@ def report(
                                                              "zoned).")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Period end, exclusive; a bare date includes that day "
                                                         "(default: now).")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "html",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="html, pdf, json, csv or md.")] = "html",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report file (default: stdout; pdf needs "
                                                                  "--out).")] = None,
     now: Annotated[str | None, typer.Option("--now", help="Take this ISO time as now (reproducible "
@@ -64,6 +61,11 @@ def report(
     """Write a report of the store for a period: coverage, executive summary, device inventory, findings
     per device, waivers and methodology, as html (one self-contained file), pdf, json, csv (findings) or md."""
     try:
+        # the report and the store are loaded by this command only (every `auditor` start would pay for them)
+        from auditor.report import FORMATS, build_report, period_bounds, render
+        from auditor.report.model import parse_time
+        from auditor.store import open_store
+
         fmt = fmt.lower()
         if fmt not in FORMATS:
             raise ConfigError(f"unknown report format {fmt!r} (use one of {', '.join(FORMATS)})")

@@ -7,10 +7,9 @@ be done from Python too. Registered on the main app as `app.add_typer(store_app,
 from __future__ import annotations
 
 import datetime
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,7 +17,9 @@ from rich.markup import escape
 
 from auditor.errors import AuditorError
 from auditor.paths import state_dir
-from auditor.store import ingest_run, open_store, set_finding_status, store_info
+
+if TYPE_CHECKING:
+    import sqlite3
 
 store_app = typer.Typer(help="The store: ingest runs into SQLite and show what it holds.", no_args_is_help=True)
 _err = Console(stderr=True, soft_wrap=True)
@@ -49,6 +50,8 @@ def _existing(db: Path | None) -> Path:
 
 def _with_store(path: Path, work: Callable[[sqlite3.Connection], T]) -> T:
     """Open the store, run `work` on it, close it; an AuditorError becomes its one-line exit."""
+    from auditor.store import open_store  # SQLite is loaded by the store commands only
+
     try:
         conn = open_store(path)
         try:
@@ -76,6 +79,8 @@ def store_ingest(
     ] = None,
 ) -> None:
     """Write one run to the store in one transaction; ingesting the same captures again replaces that run."""
+    from auditor.store import ingest_run
+
     result = _with_store(db or default_db(), lambda conn: ingest_run(conn, out_dir, capture or None))
     verb = "replaced" if result.replaced else "added"
     typer.echo(f"{verb} run {result.run_id}: {result.devices} devices, {result.flows} flows in {result.flow_rows} "
@@ -90,6 +95,8 @@ def store_ingest(
 def store_info_command(db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None) -> None:
     """Show the store's schema version, its runs, and its device and finding counts."""
     path = _existing(db)
+    from auditor.store import store_info
+
     info = _with_store(path, store_info)
     typer.echo(f"store: {path} (schema version {info.schema_version})")
     typer.echo(f"runs: {len(info.runs)}")
@@ -110,6 +117,8 @@ def store_ack(
     undo: Annotated[bool, typer.Option("--undo", help="Set it back to new.")] = False,
 ) -> None:
     """Mark a finding acknowledged (a person has seen it); later runs keep that status. Reports show it."""
+    from auditor.store import set_finding_status
+
     status = "new" if undo else "acknowledged"
     changed = _with_store(_existing(db), lambda conn: set_finding_status(conn, finding_id, status))
     typer.echo(f"{finding_id}: {'set back to new' if undo else 'acknowledged'}" if changed else

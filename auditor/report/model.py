@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import datetime
 import re
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from auditor.errors import ConfigError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 NS = 10**9
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)

@@ -13,14 +13,16 @@ import importlib
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import orjson
 
 from auditor.errors import ConfigError
 from auditor.output.devices import neutralise
 from auditor.report.model import Finding, Report
+
+if TYPE_CHECKING:
+    import jinja2
 
 FORMATS = ("html", "pdf", "json", "csv", "md")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -172,6 +174,8 @@ def _bars(items: list[tuple[str, int]]) -> list[dict[str, Any]]:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # only the HTML (and PDF) report needs templates: other commands do not load it
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
