@@ -108,7 +108,8 @@ def midstream_inbound(flows: FlowRecords) -> NDArray[np.bool_]:
     return unseen
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class Payload:
     """One packet's transport payload (or L2 payload), handed to a protocol parser that asked for it."""
 

