@@ -308,9 +308,16 @@ class PolicyJudge:
         addresses forwards other hosts' traffic, and its vendor says nothing about theirs. Their flows
         are then judged, and summed, by source address, as on a link without MACs."""
         mac = flows.src_mac[rows]
-        pairs = np.unique(np.stack([mac, flows.ip_version[rows].astype(np.uint64), flows.src_hi[rows],
-                                    flows.src_lo[rows]]), axis=1)
-        for m, v, hi, lo in pairs.T.tolist():
+        version, src_hi, src_lo = flows.ip_version[rows], flows.src_hi[rows], flows.src_lo[rows]
+        # distinct (mac, source address) pairs: a lexsort of the columns, far cheaper than np.unique(axis=1)
+        order = np.lexsort((src_lo, src_hi, version, mac))
+        first = np.ones(order.size, dtype=bool)
+        a, b = order[1:], order[:-1]
+        first[1:] = ((mac[a] != mac[b]) | (version[a] != version[b]) | (src_hi[a] != src_hi[b])
+                     | (src_lo[a] != src_lo[b]))
+        at = order[first]
+        for m, v, hi, lo in zip(mac[at].tolist(), version[at].tolist(), src_hi[at].tolist(), src_lo[at].tolist(),
+                                strict=True):
             if not m or m in self._routers or _autoconfigured(v, hi, lo):
                 continue
             seen = self._sources.get(m)
@@ -344,6 +351,11 @@ class PolicyJudge:
                 known = self._flags[mac] = (verdict, mud_url, flags)
             rows.append(known[2])
         return np.array(rows, dtype=bool).reshape(len(macs), len(self._selectors))
+
+    @property
+    def has_geo(self) -> bool:
+        """True when GeoIP databases were given."""
+        return self._geo is not None
 
     def geo_of(self, version: int, hi: int, lo: int) -> GeoInfo | None:
         """Return the country and AS of one destination (cached per address), None without databases."""
@@ -571,6 +583,8 @@ class _FlowView:
 
     def geo(self, at: NDArray[np.intp]) -> list[GeoInfo | None]:
         """Per row of `at`, the destination's GeoIP answer (None without databases)."""
+        if not self._judge.has_geo:
+            return [None] * len(at)  # no databases: nothing to look up, row by row or otherwise
         if self._geo is None:
             self._geo = [None] * self.size
         known = self._geo
