@@ -303,9 +303,13 @@ class Engine:
         """End the flows idle at `now_ns` (a live link's clock: no packet may come to advance time)."""
         self.emit(self.table.expire(now_ns))
 
-    def flush(self) -> None:
-        """End every flow still open (end of capture, or the sensor stopping)."""
-        self.emit(self.table.flush())
+    def flush(self, part_flows: int | None = None) -> None:
+        """End every flow still open (end of capture, or the sensor stopping); with `part_flows`, in
+        parts of that many, each named, judged and handed to the sink before the next is ended."""
+        while (records := self.table.flush(part_flows)) is not None:
+            self.emit(records)
+            if part_flows is None:
+                break
 
     def emit(self, records: FlowRecords | None) -> None:
         """Hand ended flows on: named, counted, to the device table, judged, then to the sink."""

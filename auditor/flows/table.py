@@ -183,10 +183,14 @@ class FlowTable:
         self._now_ns = max(self._now_ns, now_ns)
         return self._maybe_sweep(self._now_ns)
 
-    def flush(self) -> FlowRecords | None:
-        """End every flow still in the table (end of capture) and return them."""
-        slots = self._index_slot.copy()
-        return self._evict(np.sort(slots), np.full(slots.size, END_OF_CAPTURE, dtype=np.uint8))
+    def flush(self, max_flows: int | None = None) -> FlowRecords | None:
+        """End every flow still in the table (end of capture) and return them, None when none is left.
+        With `max_flows`, end at most that many (call again for the next share): a stopping sensor
+        hands its open flows to the writer in parts, so formatting starts while the rest are judged."""
+        slots = np.sort(self._index_slot)
+        if max_flows is not None:
+            slots = slots[:max_flows]
+        return self._evict(slots, np.full(slots.size, END_OF_CAPTURE, dtype=np.uint8))
 
     def _time_chunks(self, ts: NDArray[np.int64]) -> list[tuple[int, int]]:
         o = self.options

@@ -214,6 +214,10 @@ class PassiveDns:
             for name in names:
                 yield client, address, name
 
+    def knows(self, client: Address, address: Address) -> bool:
+        """True when `client` resolved some name to `address` (valid or not at any given time)."""
+        return (client, address) in self._by_pair
+
     def name_of(self, client: Address, address: Address, ts_ns: int) -> DnsName | None:
         """Return the name `client` resolved to `address`, valid at ts_ns (most recently seen first)."""
         names = self._by_pair.get((client, address))

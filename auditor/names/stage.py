@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from auditor.flows.payloads import PayloadRegistry
 from auditor.flows.types import DIRECTION_INBOUND, DIRECTION_INTERNAL, FlowRecords, Payload, midstream_inbound
@@ -168,11 +169,13 @@ class NameStage:
         swap = midstream_inbound(flows)
         inbound = flows.direction == DIRECTION_INBOUND
         dst_local = (flows.direction == DIRECTION_INBOUND) | (flows.direction == DIRECTION_INTERNAL)
+        rows = self._may_be_named(flows, swap, inbound, dst_local)
         pending, quic_pending = self._flow_names, self._quic
-        for i, (fid, v, shi, slo, dhi, dlo, first, swapped, inside, here) in enumerate(zip(
-                flows.flow_id.tolist(), flows.ip_version.tolist(), flows.src_hi.tolist(), flows.src_lo.tolist(),
-                flows.dst_hi.tolist(), flows.dst_lo.tolist(), flows.first_ns.tolist(), swap.tolist(),
-                inbound.tolist(), dst_local.tolist(), strict=True)):
+        for i, fid, v, shi, slo, dhi, dlo, first, swapped, inside, here in zip(
+                rows.tolist(), flows.flow_id[rows].tolist(), flows.ip_version[rows].tolist(),
+                flows.src_hi[rows].tolist(), flows.src_lo[rows].tolist(), flows.dst_hi[rows].tolist(),
+                flows.dst_lo[rows].tolist(), flows.first_ns[rows].tolist(), swap[rows].tolist(),
+                inbound[rows].tolist(), dst_local[rows].tolist(), strict=True):
             client, server = ((v, dhi, dlo), (v, shi, slo)) if swapped else ((v, shi, slo), (v, dhi, dlo))
             own = pending.pop(fid, None)
             quic_pending.pop(fid, None)
@@ -193,6 +196,39 @@ class NameStage:
                     domain[i], source[i] = local[0], _LOCAL_SOURCES[local[1]]
         self.counts.update({"flows:" + NAME_SOURCES[k]: int(c) for k, c in enumerate(np.bincount(source)) if c})
         return replace(flows, domain=domain, name_source=source, name_mismatch=mismatch)
+
+    def _may_be_named(self, flows: FlowRecords, swap: NDArray[np.bool_], inbound: NDArray[np.bool_],
+                      dst_local: NDArray[np.bool_]) -> NDArray[np.intp]:
+        """Return the rows that can get a name: a name or QUIC hello held for the flow, a DNS binding for
+        its (client, server) pair, or a local name for its local server. The look-ups are made once per
+        distinct pair or server, not per flow: at a sensor's stop a million flows may end at once."""
+        n = len(flows)
+        pending, quic_pending = self._flow_names, self._quic
+        if pending or quic_pending:
+            maybe = np.fromiter((f in pending or f in quic_pending for f in flows.flow_id.tolist()), dtype=bool,
+                                count=n)
+        else:
+            maybe = np.zeros(n, dtype=bool)
+        version = flows.ip_version
+        server_hi = np.where(swap, flows.src_hi, flows.dst_hi)
+        server_lo = np.where(swap, flows.src_lo, flows.dst_lo)
+        at = np.flatnonzero((~inbound | swap) & ~maybe)
+        if len(self.dns) and at.size:
+            client_hi = np.where(swap, flows.dst_hi, flows.src_hi)[at]
+            client_lo = np.where(swap, flows.dst_lo, flows.src_lo)[at]
+            first, group = _distinct(version[at], client_hi, client_lo, server_hi[at], server_lo[at])
+            known = np.array([self.dns.knows((v, chi, clo), (v, shi, slo)) for v, chi, clo, shi, slo in zip(
+                version[at][first].tolist(), client_hi[first].tolist(), client_lo[first].tolist(),
+                server_hi[at][first].tolist(), server_lo[at][first].tolist(), strict=True)], dtype=bool)
+            maybe[at[known[group]]] = True
+        at = np.flatnonzero(dst_local & ~swap & ~maybe)
+        if len(self.local) and at.size:
+            first, group = _distinct(version[at], server_hi[at], server_lo[at])
+            known = np.array([self.local.name_of((v, hi, lo)) is not None for v, hi, lo in zip(
+                version[at][first].tolist(), server_hi[at][first].tolist(), server_lo[at][first].tolist(),
+                strict=True)], dtype=bool)
+            maybe[at[known[group]]] = True
+        return np.flatnonzero(maybe)
 
     def summary(self) -> dict[str, int]:
         """Return the counters for summary.json: flows per name source and what was learnt."""
@@ -239,3 +275,17 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _distinct(*columns: NDArray[Any]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Return the first row of each distinct combination of `columns`, and each row's group (an index
+    into those first rows)."""
+    order = np.lexsort(columns[::-1])
+    new = np.zeros(order.size, dtype=bool)
+    new[:1] = True
+    for column in columns:
+        ordered = column[order]
+        new[1:] |= ordered[1:] != ordered[:-1]
+    group = np.empty(order.size, dtype=np.intp)
+    group[order] = np.cumsum(new) - 1
+    return order[new], group

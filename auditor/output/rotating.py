@@ -35,7 +35,13 @@ class RotatingJsonl:
         """Append lines (JSON, without newline) and flush; rotate first when the file is full."""
         if not lines:
             return 0
-        data = b"\n".join(lines) + b"\n"
+        return self.write_block(b"\n".join(lines) + b"\n", len(lines))
+
+    def write_block(self, data: bytes, lines: int) -> int:
+        """Append `lines` whole lines given as one block (each ended by a newline) and flush; rotate first
+        when the file is full."""
+        if not data:
+            return 0
         if self._size and self._size + len(data) > self.max_bytes:
             self.rotate()
         try:
@@ -46,8 +52,8 @@ class RotatingJsonl:
             self._truncate(self._size)
             raise
         self._size += len(data)
-        self.written += len(lines)
-        return len(lines)
+        self.written += lines
+        return lines
 
     def _cut_torn_tail(self) -> None:
         """Drop a last line without its newline (the previous writer was killed mid-line)."""

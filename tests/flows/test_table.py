@@ -527,6 +527,21 @@ def test_flush_ends_every_flow_as_end_of_capture_and_empties_table() -> None:
     assert fed.table.flush() is None
 
 
+def test_flush_in_parts_ends_each_flow_once_and_the_same_flows_as_one_flush() -> None:
+    pkts = [udp(sport=1000 + i) for i in range(7)]
+    whole = feed(pkts, flush=False).table.flush()
+    fed = feed(pkts, flush=False)
+    parts = []
+    while (part := fed.table.flush(max_flows=3)) is not None:
+        parts.append(part)
+    assert [len(p) for p in parts] == [3, 3, 1]
+    assert fed.table.active == 0
+    assert whole is not None
+    got = sorted(f for p in parts for f in p.flow_id.tolist())
+    assert got == sorted(whole.flow_id.tolist())
+    assert len(set(got)) == 7
+
+
 def test_flow_after_flush_is_a_new_flow_with_a_new_id() -> None:
     t = FlowTable()
     first, _ = t.process(decode(batch_from_frames([bytes(udp())], ts_ns=[0])))
