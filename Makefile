@@ -10,7 +10,7 @@ DEMO := pcaps/demo-site.pcap
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,pdf]'
 	touch $(STAMP)
 
 demo: $(STAMP)

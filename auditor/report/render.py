@@ -13,7 +13,7 @@ import importlib
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
@@ -175,6 +175,12 @@ def _bars(items: list[tuple[str, int]]) -> list[dict[str, Any]]:
 
 def _environment() -> jinja2.Environment:
     import jinja2  # only the HTML (and PDF) report needs templates: other commands do not load it
+    import markupsafe
+
+    def iso_time(value: str | None) -> markupsafe.Markup:
+        # a break opportunity after the date, so a narrow column wraps a time there and not mid-number
+        date, sep, rest = (value or "").partition("T")
+        return markupsafe.Markup("{}<wbr>T{}").format(date, rest) if sep else markupsafe.escape(value or "")
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
@@ -182,6 +188,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["num"] = lambda n: "" if n is None else f"{n:,}"
     env.filters["country"] = _country
+    env.filters["time"] = iso_time
     return env
 
 
@@ -197,16 +204,42 @@ def render_html(report: Report) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------- pdf
-def render_pdf(report: Report) -> bytes:
-    """The HTML report printed to PDF by weasyprint (the optional 'pdf' extra); ConfigError without it."""
+def refuse_fetch(url: str) -> NoReturn:
+    """Raise FetchRefused: the report is one self-contained file, so a URL weasyprint meets (an escaping bug)
+    is never fetched."""
+    raise FetchRefused(url)
+
+
+class FetchRefused(ValueError):
+    """weasyprint asked for a URL; it logs this as a warning and renders without the resource."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"the report fetches nothing: refused {url[:200]!r}")
+        self.url = url
+
+
+def html_to_pdf(html: str) -> bytes:
+    """`html` printed to an A4 PDF by weasyprint (the optional 'pdf' extra); ConfigError without it. Every URL
+    in `html` goes to refuse_fetch: nothing is read from the network or from files."""
     try:
         weasyprint = importlib.import_module("weasyprint")
     except ImportError:
         raise ConfigError(PDF_MISSING) from None
-    html = render_html(report).decode("utf-8")
-    # the HTML fetches nothing; a url_fetcher that refuses everything keeps it that way in the PDF too
-    def refuse(url: str) -> dict[str, Any]:
-        raise ValueError(f"the report fetches nothing ({url})")
+    except OSError as exc:  # weasyprint is installed but cannot load Pango, a system library
+        message = f"PDF needs the Pango library that weasyprint loads (Debian: libpango-1.0-0): {exc}"
+        raise ConfigError(message) from None
 
-    pdf = weasyprint.HTML(string=html, url_fetcher=refuse).write_pdf()
+    class RefuseAll(weasyprint.urls.URLFetcher):  # type: ignore[misc,name-defined]
+        # weasyprint >= 68 takes a fetcher object (a plain function is no longer called)
+        def fetch(self, url: str, headers: object = None) -> NoReturn:
+            refuse_fetch(url)
+
+    # base_url None: no relative URL resolves to a local file either
+    pdf = weasyprint.HTML(string=html, base_url=None, url_fetcher=RefuseAll()).write_pdf()
     return bytes(pdf)
+
+
+def render_pdf(report: Report) -> bytes:
+    """The HTML report printed to PDF (its print stylesheet: A4, title, period and page numbers in the
+    margins, table headers repeated on each page); ConfigError without weasyprint."""
+    return html_to_pdf(render_html(report).decode("utf-8"))

@@ -94,3 +94,33 @@ def add_previous_week(db: Path) -> None:
         conn.execute("INSERT INTO devices (mac, first_ns, last_ns, maker, class, lists) VALUES "
                      "('02-00-00-00-00-77', ?, ?, 'Old Maker', 'camera', '[{\"id\": \"ndaa-889\"}]')", (t, t + 10**9))
     conn.close()
+
+
+# A device name that would fetch three ways if it were markup; escaped, it is text and nothing is fetched.
+FETCHING = ('<img src="http://192.0.2.1/x.png"><link rel="stylesheet" href="http://192.0.2.1/x.css">'
+            '<style>@import url(http://192.0.2.1/y.css);</style>')
+# Unbroken strings a table cell must wrap: a 203-character host name (three 63-character labels) and a model.
+LONG_NAME = ".".join(c * 63 for c in "abc") + ".example.com"
+LONG_MODEL = "M" * 120
+
+
+def add_long_device(db: Path) -> None:
+    """A device whose maker is FETCHING and whose brand and model are long unbroken strings, with a finding to
+    LONG_NAME; for layout (wrapping) and fetch tests."""
+    conn = sqlite3.connect(db)
+    with conn:
+        t0 = conn.execute("SELECT started_ns FROM runs").fetchone()[0]
+        conn.execute(
+            "INSERT INTO devices (mac, first_ns, last_ns, maker, brand, class, model, firmware, confidence, how, "
+            "lists) VALUES ('02-00-00-00-00-68', ?, ?, ?, ?, 'camera', ?, NULL, 0.5, 'protocol', '[]')",
+            (t0, t0 + 10**9, FETCHING, LONG_NAME, LONG_MODEL),
+        )
+        conn.execute(
+            "INSERT INTO findings (alert_id, rule_id, rule_name, severity, device, dst_ip, dst_domain, country, asn, "
+            "services, first_ns, last_ns, flows, bytes, status, first_run_id, last_run_id) "
+            "VALUES ('long1', 'long-rule', ?, 'medium', '02-00-00-00-00-68', '2001:db8:ffff:ffff:ffff:ffff:ffff:1', "
+            "?, 'CN', 1, '[\"tcp/443\"]', ?, ?, 1, 10, 'new', 1, 1)", (FETCHING, LONG_NAME, t0, t0),
+        )
+        conn.execute("INSERT INTO finding_runs (alert_id, run_id, first_ns, last_ns, flows, bytes, alert_status) "
+                     "VALUES ('long1', 1, ?, ?, 1, 10, 'open')", (t0, t0))
+    conn.close()
