@@ -113,11 +113,13 @@ def main() -> int:
         started = time.perf_counter()
         sensor.shutdown()
         stop = time.perf_counter() - started
-        with open(out / "flows.jsonl", "rb") as fh:
-            lines = sum(1 for _ in fh)
-        size = (out / "flows.jsonl").stat().st_size
+        lines = size = 0
+        for path in out.glob("flows*.jsonl"):  # flows.jsonl and the parts it rotated into
+            with open(path, "rb") as fh:
+                lines += sum(1 for _ in fh)
+            size += path.stat().st_size
     print(f"fed {source.received:,} frames in {fed:.1f} s; {active:,} flows open at the stop")
-    print(f"stop (Sensor.shutdown): {stop:.2f} s; flows.jsonl: {lines:,} lines, {size / 2**20:.0f} MiB")
+    print(f"stop (Sensor.shutdown): {stop:.2f} s; flows*.jsonl: {lines:,} lines, {size / 2**20:.0f} MiB")
     return 0
 
 
