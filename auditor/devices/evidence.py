@@ -106,9 +106,11 @@ class EvidenceTable:
                 device.mud_url = value
             key = (protocol, field_, value)
             fact = device.facts.get(key)
-            if fact is not None:
-                fact.last_ns = max(fact.last_ns, ts_ns)
-                fact.first_ns = min(fact.first_ns, ts_ns)
+            if fact is not None:  # the common case: a fact the device stated before (no max/min calls)
+                if ts_ns > fact.last_ns:
+                    fact.last_ns = ts_ns
+                elif ts_ns < fact.first_ns:
+                    fact.first_ns = ts_ns
                 fact.count += 1
                 continue
             # matched first: a device flooding unmatched facts (SSDP service types, mDNS records) must not
