@@ -139,8 +139,9 @@ def analyze(
     geoip_asn: Annotated[
         Path | None, typer.Option("--geoip-asn", help="ASN .mmdb (MaxMind, DB-IP lite, IPinfo lite).")
     ] = None,
-    db: Annotated[
-        Path | None, typer.Option("--db", help="Also record the run in this store (SQLite; see `auditor store`).")
+    db: Annotated[  # a str, not a Path: a Path folds a postgresql:// URL's // into one /
+        str | None, typer.Option("--db", help="Also record the run in this store: a SQLite file or a "
+                                              "postgresql:// URL (see `auditor store`).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary table.")] = False,

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from auditor.cli_store import DB_HELP, default_db
+from auditor.cli_store import DB_HELP, missing_store, store_target
 from auditor.errors import AuditorError
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _say(kind: str, text: str) -> None:
 def evidence(
     finding_id: Annotated[str, typer.Argument(help="The finding's id (alert id), or a unique prefix of it.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The pcap file to write (nanosecond timestamps).")],
-    db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None,
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
     capture: Annotated[
         list[Path] | None,
         typer.Option("--capture", help="A capture file that moved since the ingest; matched by content (sha256), "
@@ -37,15 +37,15 @@ def evidence(
     ] = None,
 ) -> None:
     """Write the packets of the flows behind a finding, read back from the capture files that raised it."""
-    path = db or default_db()
-    if not path.exists():
-        _say("error", f"{path}: no store there (ingest a run first, or give --db)")
+    target = store_target(db)
+    if missing_store(target):
+        _say("error", f"{target}: no store there (ingest a run first, or give --db)")
         raise typer.Exit(4)
     try:
         from auditor.store import open_store  # loaded by this command only
         from auditor.store.evidence import write_finding_evidence
 
-        conn = open_store(path)
+        conn = open_store(target)
         try:
             result = write_finding_evidence(conn, finding_id, out, capture or ())
         finally:

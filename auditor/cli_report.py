@@ -4,22 +4,31 @@
 `app.command("report")(report)`. `report_cli` is a Typer app with it as its only command (for tests and
 for running it alone). Errors are one line on stderr: a bad flag, date or format, or an empty store
 exits 2; a store that cannot be opened or an output that cannot be written exits 4.
+
+A report written to a file (--out) is recorded in the store with the findings it listed, in one transaction
+committed only once the file is in place; the next report marks a finding new only when no earlier report listed
+it. Reports to stdout and --no-record drafts are not recorded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from auditor.errors import AuditorError, ConfigError, OutputError
+from auditor.cli_store import DB_HELP, missing_store, store_target
+from auditor.errors import AuditorError, ConfigError, OutputError, StoreError
 from auditor.output.files import replacing
-from auditor.paths import state_dir
+
+if TYPE_CHECKING:
+    from auditor.report.model import Report
+    from auditor.store import StoreConnection
 
 _err = Console(stderr=True, soft_wrap=True)
 
@@ -29,8 +38,12 @@ def _fail(exc: AuditorError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
+def _to_file(out: Path | None) -> bool:
+    return out is not None and str(out) != "-"
+
+
 def _write(data: bytes, out: Path | None) -> None:
-    if out is None or str(out) == "-":
+    if out is None or not _to_file(out):
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
@@ -42,9 +55,27 @@ def _write(data: bytes, out: Path | None) -> None:
         raise OutputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
 
 
+def _write_recorded(conn: StoreConnection, model: Report, data: bytes, out: Path, fmt: str, span: tuple[int, int],
+                    now_ns: int) -> int:
+    """Write the report file and record it in the store, in one transaction committed once the file is in place
+    (a file that cannot be written leaves no record); return the record's id."""
+    from auditor.store import ReportRecord, record_report
+    from auditor.store.backend import describe
+
+    record = ReportRecord(generated_ns=now_ns, period_from_ns=span[0], period_to_ns=span[1], format=fmt,
+                          title=model.header.title, out_path=str(out.absolute()),
+                          sha256=hashlib.sha256(data).hexdigest())
+    try:
+        with conn.transaction():
+            report_id = record_report(conn, record, (f.alert_id for f in model.all_findings()))
+            _write(data, out)
+    except conn.errors as exc:
+        raise StoreError(f"{conn.target}: cannot record the report: {describe(exc)}") from exc
+    return report_id
+
+
 def report(
-    db: Annotated[Path | None, typer.Option("--db", help="SQLite store (default: auditor.sqlite in the state "
-                                                         "directory).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
     since: Annotated[str | None, typer.Option("--since", help="Period ending now: 7d, 24h, 2w, 90m "
                                                               "(default 7d).")] = None,
     from_: Annotated[str | None, typer.Option("--from", help="Period start, ISO date or time (UTC unless "
@@ -57,9 +88,13 @@ def report(
     now: Annotated[str | None, typer.Option("--now", help="Take this ISO time as now (reproducible "
                                                           "reports, tests).")] = None,
     title: Annotated[str, typer.Option("--title", help="The report's title.")] = "Network audit report",
+    no_record: Annotated[bool, typer.Option(
+        "--no-record", help="Do not record this report in the store (a draft: the next report still marks its "
+                            "findings new).")] = False,
 ) -> None:
     """Write a report of the store for a period: coverage, executive summary, device inventory, findings
-    per device, waivers and methodology, as html (one self-contained file), pdf, json, csv (findings) or md."""
+    per device, waivers and methodology, as html (one self-contained file), pdf, json, csv (findings) or md.
+    A report written with --out is recorded: the next one marks a finding new only if no earlier report listed it."""
     try:
         # the report and the store are loaded by this command only (every `auditor` start would pay for them)
         from auditor.report import FORMATS, build_report, period_bounds, render
@@ -73,21 +108,31 @@ def report(
             raise ConfigError("--format pdf needs --out FILE")
         start, end = period_bounds(since, from_, to, now)
         now_ns = parse_time(now) if now else time.time_ns()
-        path = db or state_dir() / "auditor.sqlite"
-        if str(path) != ":memory:" and not path.exists():
-            raise ConfigError(f"{path}: no store there (record a run with `auditor analyze --db` first)")
-        conn = open_store(path)
+        target = store_target(db)
+        if target != ":memory:" and missing_store(target):
+            raise ConfigError(f"{target}: no store there (record a run with `auditor analyze --db` first)")
+        conn = open_store(target)
         try:
             model = build_report(conn, start, end, now_ns=now_ns, title=title)
+            data = render(model, fmt)
+            if out is not None and _to_file(out) and not no_record:
+                report_id: int | None = _write_recorded(conn, model, data, out, fmt, (start, end), now_ns)
+            else:
+                report_id = None
+                _write(data, out)
+        except conn.errors as exc:  # a PostgreSQL server gone mid-report, a damaged SQLite file
+            from auditor.store.backend import describe
+
+            raise StoreError(f"{conn.target}: cannot read the store: {describe(exc)}") from exc
         finally:
             conn.close()
-        _write(render(model, fmt), out)
     except AuditorError as exc:
         raise _fail(exc) from None
-    if out is not None and str(out) != "-":
+    if out is not None and _to_file(out):
         s = model.summary
+        recorded = f", recorded as report {report_id}" if report_id is not None else ", not recorded"
         _err.print(f"wrote {escape(str(out))}: {s.devices} devices, {s.findings_open} open findings, "
-                   f"{s.findings_waived} waived ({model.header.period.start} to {model.header.period.end})",
+                   f"{s.findings_waived} waived ({model.header.period.start} to {model.header.period.end}){recorded}",
                    highlight=False)
 
 

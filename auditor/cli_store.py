@@ -1,4 +1,5 @@
-"""`auditor store ...`: ingest a run's output folder into the SQLite store and say what the store holds.
+"""`auditor store ...`: ingest a run's output folder into the store (a SQLite file, or a shared PostgreSQL given
+as a postgresql:// URL) and say what the store holds.
 
 Each command opens the store and calls one library function (auditor.store), so anything done here can
 be done from Python too. Registered on the main app as `app.add_typer(store_app, name="store")`.
@@ -15,18 +16,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, StoreError
 from auditor.paths import state_dir
 
 if TYPE_CHECKING:
-    import sqlite3
+    from auditor.store import StoreConnection
 
-store_app = typer.Typer(help="The store: ingest runs into SQLite and show what it holds.", no_args_is_help=True)
+store_app = typer.Typer(help="The store: ingest runs into SQLite or PostgreSQL and show what it holds.",
+                        no_args_is_help=True)
 _err = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 
-DB_HELP = "SQLite store (default: auditor.sqlite in the state directory)."
+DB_HELP = ("The store: a SQLite file (default: auditor.sqlite in the state directory) or a shared PostgreSQL as "
+           "postgresql://USER@HOST/DB (password from ~/.pgpass or PGPASSWORD, never shown).")
 
 
 def default_db() -> Path:
@@ -34,28 +37,44 @@ def default_db() -> Path:
     return state_dir() / "auditor.sqlite"
 
 
+def store_target(db: str | None) -> str:
+    """Return the store `--db` names: a path or a postgresql:// URL (default: the SQLite file in the state
+    directory). A string, not a Path: a Path would fold a URL's // into one /."""
+    return db or str(default_db())
+
+
+def missing_store(target: str) -> bool:
+    """Whether `target` is a SQLite path with no file there (a URL is never missing here: the server says)."""
+    from auditor.store import is_url
+
+    return not is_url(target) and not Path(target).exists()
+
+
 def _fail(exc: AuditorError) -> typer.Exit:
     _err.print(f"error: {escape(str(exc))}", highlight=False)
     return typer.Exit(exc.exit_code)
 
 
-def _existing(db: Path | None) -> Path:
-    """Return the store's path; exit 4 when there is none (reading commands never create one)."""
-    path = db or default_db()
-    if not path.exists():
-        _err.print(f"error: {escape(str(path))}: no store there (ingest a run first)", highlight=False)
+def _existing(db: str | None) -> str:
+    """Return the store's path or URL; exit 4 when no SQLite file is there (reading commands never create one)."""
+    target = store_target(db)
+    if missing_store(target):
+        _err.print(f"error: {escape(target)}: no store there (ingest a run first)", highlight=False)
         raise typer.Exit(4)
-    return path
+    return target
 
 
-def _with_store(path: Path, work: Callable[[sqlite3.Connection], T]) -> T:
+def _with_store(target: str, work: Callable[[StoreConnection], T]) -> T:
     """Open the store, run `work` on it, close it; an AuditorError becomes its one-line exit."""
     from auditor.store import open_store  # SQLite is loaded by the store commands only
+    from auditor.store.backend import describe
 
     try:
-        conn = open_store(path)
+        conn = open_store(target)
         try:
             return work(conn)
+        except conn.errors as exc:  # a damaged table, a server gone: one line, not a traceback
+            raise StoreError(f"{conn.target}: {describe(exc)}") from exc
         finally:
             conn.close()
     except AuditorError as exc:
@@ -71,7 +90,7 @@ def _when(ns: int | None) -> str:
 @store_app.command("ingest")
 def store_ingest(
     out_dir: Annotated[Path, typer.Argument(help="An `auditor analyze --out` folder (summary.json, flows.jsonl ...).")],
-    db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None,
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
     capture: Annotated[
         list[Path] | None,
         typer.Option("--capture", help="A capture file of the run, to hash (repeatable; default: the names in "
@@ -81,7 +100,7 @@ def store_ingest(
     """Write one run to the store in one transaction; ingesting the same captures again replaces that run."""
     from auditor.store import ingest_run
 
-    result = _with_store(db or default_db(), lambda conn: ingest_run(conn, out_dir, capture or None))
+    result = _with_store(store_target(db), lambda conn: ingest_run(conn, out_dir, capture or None))
     verb = "replaced" if result.replaced else "added"
     typer.echo(f"{verb} run {result.run_id}: {result.devices} devices, {result.flows} flows in {result.flow_rows} "
                f"hourly rows, {result.alerts} alerts ({result.findings_new} new findings)")
@@ -92,13 +111,13 @@ def store_ingest(
 
 
 @store_app.command("info")
-def store_info_command(db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None) -> None:
-    """Show the store's schema version, its runs, and its device and finding counts."""
-    path = _existing(db)
-    from auditor.store import store_info
+def store_info_command(db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None) -> None:
+    """Show the store's schema version, its runs, its device and finding counts, and the reports recorded."""
+    target = _existing(db)
+    from auditor.store import display_target, store_info
 
-    info = _with_store(path, store_info)
-    typer.echo(f"store: {path} (schema version {info.schema_version})")
+    info = _with_store(target, store_info)
+    typer.echo(f"store: {display_target(target)} (schema version {info.schema_version})")
     typer.echo(f"runs: {len(info.runs)}")
     for run in info.runs:
         files = ", ".join(run.files) or "-"
@@ -108,12 +127,13 @@ def store_info_command(db: Annotated[Path | None, typer.Option("--db", help=DB_H
     typer.echo(f"hourly flow rows: {info.flow_rows}")
     statuses = ", ".join(f"{count} {status}" for status, count in info.findings_by_status.items())
     typer.echo(f"findings: {sum(info.findings_by_status.values())} ({statuses})")
+    typer.echo(f"reports recorded: {info.reports}")
 
 
 @store_app.command("ack")
 def store_ack(
     finding_id: Annotated[str, typer.Argument(help="A finding (alert) id, or at least its first 6 characters.")],
-    db: Annotated[Path | None, typer.Option("--db", help=DB_HELP)] = None,
+    db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
     undo: Annotated[bool, typer.Option("--undo", help="Set it back to new.")] = False,
 ) -> None:
     """Mark a finding acknowledged (a person has seen it); later runs keep that status. Reports show it."""

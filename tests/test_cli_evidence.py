@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from auditor.cli_evidence import evidence_cli
 from auditor.store import ingest_run, open_store
+from tests.pg import fresh_database
 from tests.store import DEMO, demo_out
 
 
@@ -30,9 +31,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_out(tmp_path_factory)
 
 
-def store_of(tmp_path: Path, demo: Path, capture: Path | None = None) -> tuple[Path, str]:
-    """Return a store holding the demo run and the id of the scanner's critical finding in it."""
-    db = tmp_path / "s.sqlite"
+def store_of(tmp_path: Path, demo: Path, capture: Path | None = None,
+             db: Path | str | None = None) -> tuple[Path | str, str]:
+    """Return a store holding the demo run (a SQLite file unless `db` names one) and the id of the scanner's
+    critical finding in it."""
+    db = db or tmp_path / "s.sqlite"
     conn = open_store(db)
     try:
         ingest_run(conn, demo, [capture] if capture else None)
@@ -126,6 +129,14 @@ def test_evidence_on_a_damaged_store_exits_4(tmp_path: Path, demo: Path) -> None
     result = run(alert_id, "--db", str(db), "--out", str(tmp_path / "e.pcap"))
     assert result.exit_code == 4
     assert "cannot read finding" in result.stderr
+
+
+def test_evidence_from_a_postgres_store(tmp_path: Path, demo: Path) -> None:
+    url, alert_id = store_of(tmp_path, demo, db=fresh_database())
+    out = tmp_path / "e.pcap"
+    result = run(alert_id[:10], "--db", str(url), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"wrote 12 packets to {out} (from 1 capture file)" in result.stdout
 
 
 def test_evidence_has_help_text() -> None:

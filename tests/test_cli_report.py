@@ -1,4 +1,5 @@
-"""`auditor report` as a command: every format to a file, one-line errors with the right exit codes."""
+"""`auditor report` as a command: every format to a file, one-line errors with the right exit codes, reports
+written to a file recorded in the store (SQLite or PostgreSQL) so the next one tells what is new."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli_report import report_cli
-from tests.report._demo import NOW, build_demo_store
+from tests.pg import fresh_database
+from tests.report._demo import NOW, build_demo_store, copy_store
 
 runner = CliRunner()
 
@@ -90,3 +92,74 @@ def test_cli_report_unwritable_out_exit_4(demo_db: Path, tmp_path: Path) -> None
     blocker.write_text("x")
     code, _, err = _run("--db", str(demo_db), "--now", NOW, "--format", "md", "--out", str(blocker / "r.md"))
     assert code == 4 and "cannot write the report" in err
+
+
+def _recorded(db: Path | str) -> list[tuple[str, str | None, int]]:
+    """(format, out_path, number of findings listed) of each report the store recorded."""
+    from auditor.store import open_store
+
+    conn = open_store(db)
+    try:
+        return [(r[0], r[1], int(r[2])) for r in conn.execute(
+            "SELECT format, out_path, (SELECT count(*) FROM report_findings WHERE report_id = id) FROM reports "
+            "ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def _unreported(demo_db: Path, tmp_path: Path) -> Path:
+    """A copy of the demo store without the reports earlier tests (writing with --out) recorded in it."""
+    from auditor.store import open_store
+
+    db = copy_store(demo_db, tmp_path, "unreported.sqlite")
+    conn = open_store(db)
+    conn.execute("DELETE FROM reports")
+    conn.close()
+    return db
+
+
+def test_cli_report_to_a_file_is_recorded_and_the_next_one_counts_against_it(demo_db: Path, tmp_path: Path) -> None:
+    db = _unreported(demo_db, tmp_path)
+    week = ("--db", str(db), "--from", "2026-10-27", "--to", "2026-11-02", "--now", NOW)
+    code, out, err = _run(*week, "--format", "json")  # to stdout: a look, not a report sent
+    assert code == 0 and "not recorded" not in err
+    code, _, err = _run(*week, "--format", "json", "--out", str(tmp_path / "draft.json"), "--no-record")
+    assert code == 0 and err.rstrip().endswith(", not recorded")
+    assert _recorded(db) == []
+    code, _, err = _run(*week, "--format", "json", "--out", str(tmp_path / "w.json"))
+    assert code == 0 and ", recorded as report 1" in err
+    assert _recorded(db) == [("json", str(tmp_path / "w.json"), 7)]
+    assert orjson.loads((tmp_path / "w.json").read_bytes())["header"]["new_findings_rule"] == "first-seen"
+
+    code, out, _ = _run("--db", str(db), "--from", "2026-10-28", "--to", "2026-11-02", "--now", NOW, "-f", "json")
+    doc = orjson.loads(out)
+    assert doc["header"]["new_findings_rule"] == "since-report" and doc["header"]["previous_report"]["id"] == 1
+    assert not any(f["new"] for group in doc["findings"] for f in group["findings"])  # all listed in report 1
+    code, out, _ = _run(*week, "--format", "json")  # the recorded week again: its own record does not count
+    assert orjson.loads(out)["header"]["new_findings_rule"] == "first-seen"
+
+
+def test_cli_report_that_cannot_be_written_is_not_recorded(demo_db: Path, tmp_path: Path) -> None:
+    db = _unreported(demo_db, tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = _run("--db", str(db), "--now", NOW, "--format", "md", "--out", str(blocker / "r.md"))
+    assert code == 4 and "cannot write the report" in err
+    assert _recorded(db) == []
+
+
+def test_cli_report_on_a_postgres_store(tmp_path: Path) -> None:
+    """analyze --db URL records the run; report --db URL reads it back and records the report there."""
+    from auditor.cli import app
+
+    url = fresh_database()
+    root = Path(__file__).resolve().parents[1]
+    result = CliRunner().invoke(app, ["analyze", str(root / "pcaps" / "demo-site.pcap"), "-o", str(tmp_path / "o"),
+                                      "-q", "--rules", str(root / "rules" / "examples"), "--db", url])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "r.json"
+    code, _, err = _run("--db", url, "--since", "7d", "--now", NOW, "--format", "json", "--out", str(out))
+    assert code == 0, err
+    assert "10 devices" in err and "recorded as report 1" in err
+    assert orjson.loads(out.read_bytes())["summary"]["devices"] == 10
+    assert _recorded(url) == [("json", str(out), 7)]

@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from auditor.cli_store import store_app
+from tests.pg import PASSWORD, PASSWORD_ROLE, fresh_database, shared_server
 from tests.store import demo_out, write_run
 
 
@@ -46,7 +47,7 @@ def test_store_ingest_then_info_reports_the_demo(tmp_path: Path, demo: Path) -> 
     assert again.exit_code == 0 and "replaced run 1" in again.output
     info = runner.invoke(_app(), ["store", "info", "--db", str(db)])
     assert info.exit_code == 0, info.output
-    assert "schema version 1" in info.output
+    assert "schema version 2" in info.output
     assert "runs: 1" in info.output and "devices: 10" in info.output
     assert "findings: 7 (6 new, 0 acknowledged, 1 waived)" in info.output
 
@@ -164,3 +165,41 @@ def test_a_finding_acknowledged_by_a_person_stays_so_when_the_run_is_ingested_ag
     for bad in ("abc", "zzzzzzzz"):
         result = runner.invoke(main_app, ["store", "ack", bad, "--db", str(db)])
         assert result.exit_code == 2, result.output
+
+
+def test_store_commands_take_a_postgres_url_and_never_print_its_password(demo: Path) -> None:
+    fresh = fresh_database()
+    dbname = fresh.split("/")[3].split("?")[0]
+    url = shared_server().url(dbname, PASSWORD_ROLE, PASSWORD)
+    runner = CliRunner()
+    first = runner.invoke(_app(), ["store", "ingest", str(demo), "--db", url])
+    assert first.exit_code == 0, first.output
+    assert "added run 1: 10 devices, 29 flows" in first.output
+    info = runner.invoke(_app(), ["store", "info", "--db", url])
+    assert info.exit_code == 0, info.output
+    assert f"store: postgresql://{PASSWORD_ROLE}:***@/{dbname}?host=" in info.output
+    assert "(schema version 2)" in info.output and "findings: 7 (6 new, 0 acknowledged, 1 waived)" in info.output
+    assert "reports recorded: 0" in info.output
+    from auditor.store import open_store
+
+    conn = open_store(url)
+    (alert_id,) = conn.execute("SELECT alert_id FROM findings WHERE rule_id = 'scanner-lane'").fetchone()
+    conn.close()
+    acked = runner.invoke(_app(), ["store", "ack", alert_id[:8], "--db", url])
+    assert acked.exit_code == 0 and "acknowledged" in acked.output
+    wrong = url.replace(PASSWORD, "Not-The-Password-99")
+    refused = runner.invoke(_app(), ["store", "info", "--db", wrong])
+    assert refused.exit_code == 4 and "password authentication failed" in refused.output
+    for result in (first, info, acked, refused):
+        assert PASSWORD not in result.output and "Not-The-Password-99" not in result.output
+
+
+def test_store_info_on_a_damaged_store_is_one_line_exit_4(tmp_path: Path, demo: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    assert CliRunner().invoke(_app(), ["store", "ingest", str(demo), "--db", str(db)]).exit_code == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE flows_hourly")
+    result = CliRunner().invoke(_app(), ["store", "info", "--db", str(db)])
+    assert result.exit_code == 4
+    assert result.stderr.startswith(f"error: {db}: no such table: flows_hourly")
+    assert len(result.stderr.strip().splitlines()) == 1

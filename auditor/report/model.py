@@ -10,6 +10,14 @@ before it; it feeds 'gone' devices, 'new' findings and the trend. What counts as
 - a finding: one of its per-run rows (finding_runs) overlaps the period; its flows and bytes are the
   sum of those rows, its first/last seen are over the whole store.
 
+A finding is "new" when no earlier recorded report listed it (auditor.store.query.earlier_reports: reports
+written to a file whose period ended at or before this one's end, except those of this very period, so
+rendering a period again gives the same answer). With no earlier report recorded it is new when it was first
+seen in the period. `Header.new_findings_rule` and a methodology section say which rule applied.
+
+The report reads one snapshot of the store (a sensor committing meanwhile is not half seen), from SQLite or
+PostgreSQL alike.
+
 Every string here is as the wire gave it: escaping is the renderer's job. Times are ISO 8601 UTC text.
 """
 
@@ -18,16 +26,16 @@ from __future__ import annotations
 import datetime
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from auditor.errors import ConfigError
+from auditor.store.query import EarlierReports, earlier_reports
 
 if TYPE_CHECKING:
-    import sqlite3
+    from auditor.store.backend import StoreConnection
 
 NS = 10**9
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -35,6 +43,10 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 SEVERITIES = ("critical", "high", "medium", "low")
 OPEN = ("new", "acknowledged")
+SINCE_REPORT = "since-report"
+"""`Header.new_findings_rule`: new = listed in no earlier recorded report."""
+FIRST_SEEN = "first-seen"
+"""`Header.new_findings_rule`: no earlier report is recorded, so new = first seen in the period."""
 
 METHODOLOGY: tuple[tuple[str, str], ...] = (
     ("Passive observation",
@@ -130,6 +142,18 @@ class Database:
 
 
 @dataclass(frozen=True, slots=True)
+class PreviousReport:
+    """The recorded report this one follows (the earlier one whose period ended last)."""
+
+    id: int
+    generated: str
+    start: str
+    end: str
+    format: str
+    out_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Header:
     title: str
     generated: str
@@ -139,6 +163,12 @@ class Header:
     coverage: Coverage
     rule_files: tuple[RuleFile, ...]
     databases: tuple[Database, ...]
+    new_findings_rule: str = FIRST_SEEN
+    """What a finding's `new` means here: SINCE_REPORT or FIRST_SEEN (see the module docstring)."""
+    previous_report: PreviousReport | None = None
+    """The earlier recorded report `new` is counted against (None under FIRST_SEEN)."""
+    earlier_reports: int = 0
+    """How many earlier recorded reports `new` is counted against."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +268,8 @@ class Finding:
     status: str
     waiver_id: str | None
     new: bool
-    """First seen in this period (not in any earlier one)."""
+    """Listed in no earlier recorded report; with none recorded, first seen in this period (see
+    Header.new_findings_rule)."""
     egress: bool
     """The destination is outside the site."""
 
@@ -342,7 +373,7 @@ def period_bounds(
 
 
 # ----------------------------------------------------------------------------------------- the builder
-def _devices_present(conn: sqlite3.Connection, start: int, end: int) -> set[str]:
+def _devices_present(conn: StoreConnection, start: int, end: int) -> set[str]:
     rows = conn.execute(
         "SELECT src_mac FROM flows_hourly WHERE first_ns < ? AND last_ns >= ? AND src_mac != '' "
         "UNION SELECT mac FROM devices WHERE (first_ns >= ? AND first_ns < ?) OR (last_ns >= ? AND last_ns < ?) "
@@ -353,23 +384,22 @@ def _devices_present(conn: sqlite3.Connection, start: int, end: int) -> set[str]
     return {str(r[0]) for r in rows} & known
 
 
-def _findings_in(conn: sqlite3.Connection, start: int, end: int) -> dict[str, tuple[int, int]]:
+def _findings_in(conn: StoreConnection, start: int, end: int) -> dict[str, tuple[int, int]]:
     """alert_id -> (flows, bytes) of the findings active in [start, end)."""
     rows = conn.execute("SELECT alert_id, sum(flows), sum(bytes) FROM finding_runs WHERE first_ns < ? AND last_ns >= ? "
                         "GROUP BY alert_id", (end, start))
     return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
 
-def _open_count(conn: sqlite3.Connection, alert_ids: Iterable[str]) -> int:
-    ids = list(alert_ids)
-    if not ids:
-        return 0
-    marks = ",".join("?" * len(ids))
-    return int(conn.execute(f"SELECT count(*) FROM findings WHERE status IN ('new', 'acknowledged') "
-                            f"AND alert_id IN ({marks})", ids).fetchone()[0])
+def _open_count(conn: StoreConnection, start: int, end: int) -> int:
+    """How many of the findings active in [start, end) are open now (a subquery: no parameter list to outgrow
+    SQLite's or PostgreSQL's limit on parameters)."""
+    return int(conn.execute("SELECT count(*) FROM findings WHERE status IN ('new', 'acknowledged') AND alert_id IN "
+                            "(SELECT alert_id FROM finding_runs WHERE first_ns < ? AND last_ns >= ?)",
+                            (end, start)).fetchone()[0])
 
 
-def _egress_bytes(conn: sqlite3.Connection, start: int, end: int) -> int:
+def _egress_bytes(conn: StoreConnection, start: int, end: int) -> int:
     row = conn.execute("SELECT coalesce(sum(bytes_out), 0) FROM flows_hourly WHERE direction = 'outbound' "
                        "AND first_ns < ? AND last_ns >= ?", (end, start)).fetchone()
     return int(row[0])
@@ -383,12 +413,15 @@ def _json_list(text: str | None) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _runs(conn: sqlite3.Connection, start: int, end: int) -> list[Run]:
+_RUN_IN_PERIOD = "coalesce(started_ns, ingested_ns) < ? AND coalesce(ended_ns, started_ns, ingested_ns) >= ?"
+"""A run whose capture time span overlaps [start, end); parameters (end, start)."""
+
+
+def _runs(conn: StoreConnection, start: int, end: int) -> list[Run]:
     runs = []
     for r in conn.execute(
         "SELECT id, kind, sensor, interface, started_ns, ended_ns, packets, drops, flows, auditor_version "
-        "FROM runs WHERE coalesce(started_ns, ingested_ns) < ? AND coalesce(ended_ns, started_ns, ingested_ns) >= ? "
-        "ORDER BY coalesce(started_ns, ingested_ns), id", (end, start),
+        f"FROM runs WHERE {_RUN_IN_PERIOD} ORDER BY coalesce(started_ns, ingested_ns), id", (end, start),
     ).fetchall():
         files = tuple(RunFile(name=f[0], sha256=f[1], size_bytes=f[2], frames=f[3]) for f in conn.execute(
             "SELECT name, sha256, size_bytes, frames FROM run_files WHERE run_id = ? ORDER BY name", (r[0],)))
@@ -397,7 +430,7 @@ def _runs(conn: sqlite3.Connection, start: int, end: int) -> list[Run]:
     return runs
 
 
-def _coverage(conn: sqlite3.Connection, runs: list[Run], start: int, end: int) -> Coverage:
+def _coverage(conn: StoreConnection, runs: list[Run], start: int, end: int) -> Coverage:
     spans = sorted(
         (int(r[0]), int(r[1])) for r in conn.execute(
             "SELECT started_ns, ended_ns FROM runs WHERE started_ns IS NOT NULL AND ended_ns IS NOT NULL "
@@ -417,7 +450,7 @@ def _coverage(conn: sqlite3.Connection, runs: list[Run], start: int, end: int) -
     )
 
 
-def _databases(conn: sqlite3.Connection, run_ids: list[int]) -> tuple[Database, ...]:
+def _databases(conn: StoreConnection, run_ids: list[int]) -> tuple[Database, ...]:
     found: dict[tuple[str, str | None], None] = {}
     for run_id in run_ids:
         text = conn.execute("SELECT databases FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
@@ -441,7 +474,7 @@ def _databases(conn: sqlite3.Connection, run_ids: list[int]) -> tuple[Database, 
     return tuple(Database(kind=k, build_date=d) for k, d in sorted(found, key=lambda x: (x[0], x[1] or "")))
 
 
-def _is_egress(conn: sqlite3.Connection, dst_ip: str | None, country: str | None) -> bool:
+def _is_egress(conn: StoreConnection, dst_ip: str | None, country: str | None) -> bool:
     """Whether a destination is outside the site: the flow stage called its flows outbound (the store's
     own verdict, which knows the site's local networks), or, without flows, GeoIP placed it."""
     if not dst_ip:
@@ -476,7 +509,7 @@ def _evidence(how: str | None, oui: str | None, relabel: str | None, signals: li
     return "; ".join(parts)
 
 
-def _device_signals(conn: sqlite3.Connection) -> dict[str, list[str]]:
+def _device_signals(conn: StoreConnection) -> dict[str, list[str]]:
     """MAC -> the device-identity evidence values the findings of that device carry (signature ids)."""
     signals: dict[str, list[str]] = {}
     for device, text in conn.execute("SELECT device, evidence FROM findings WHERE device IS NOT NULL"):
@@ -496,11 +529,44 @@ def _severity_rank(severity: str | None) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
+def _rule_files(conn: StoreConnection, start: int, end: int) -> tuple[RuleFile, ...]:
+    return tuple(RuleFile(path=r[0], sha256=r[1], ruleset=r[2]) for r in conn.execute(
+        "SELECT DISTINCT path, sha256, ruleset FROM run_rules WHERE run_id IN "
+        f"(SELECT id FROM runs WHERE {_RUN_IN_PERIOD}) ORDER BY path, sha256", (end, start)))
+
+
+def _new_rule(earlier: EarlierReports) -> tuple[str, PreviousReport | None, Section]:
+    """The rule `new` follows, the report it is counted against, and the methodology section that says so."""
+    latest = earlier.latest
+    if latest is None:
+        return FIRST_SEEN, None, Section(
+            title="New findings",
+            text="No earlier report is recorded in the store, so a finding is marked new when it was first seen in "
+                 "this period. Each report written to a file is recorded; later reports mark a finding new only "
+                 "when no earlier report listed it.")
+    previous = PreviousReport(id=int(latest.id or 0), generated=_iso(latest.generated_ns),
+                              start=_iso(latest.period_from_ns), end=_iso(latest.period_to_ns), format=latest.format,
+                              out_path=latest.out_path)
+    plural = "s" if earlier.count != 1 else ""
+    return SINCE_REPORT, previous, Section(
+        title="New findings",
+        text=f"A finding is marked new when none of the {earlier.count} earlier report{plural} recorded in the store "
+             f"listed it (reports whose period ended by this one's end; the latest covered {previous.start} to "
+             f"{previous.end} and was generated {previous.generated}). A report of this very period does not count, "
+             "so rendering it again gives the same answer.")
+
+
 def build_report(
-    conn: sqlite3.Connection, start_ns: int, end_ns: int, *, now_ns: int | None = None,
+    conn: StoreConnection, start_ns: int, end_ns: int, *, now_ns: int | None = None,
     title: str = "Network audit report",
 ) -> Report:
-    """Return the report of [start_ns, end_ns) from the store; ConfigError when the store holds no run."""
+    """Return the report of [start_ns, end_ns) from one snapshot of the store; ConfigError when the store holds
+    no run."""
+    with conn.snapshot():
+        return _build(conn, start_ns, end_ns, now_ns, title)
+
+
+def _build(conn: StoreConnection, start_ns: int, end_ns: int, now_ns: int | None, title: str) -> Report:
     if int(conn.execute("SELECT count(*) FROM runs").fetchone()[0]) == 0:
         raise ConfigError("the store holds no run yet: nothing to report (record one with analyze --db or sense)")
     length = end_ns - start_ns
@@ -508,14 +574,13 @@ def build_report(
     period = Period(start=_iso(start_ns), end=_iso(end_ns), previous_start=_iso(prev_start),
                     previous_end=_iso(prev_end), seconds=length // NS)
     runs = _runs(conn, start_ns, end_ns)
+    rule, previous_report, new_section = _new_rule(earlier := earlier_reports(conn, start_ns, end_ns))
     header = Header(
         title=title, generated=_iso(time.time_ns() if now_ns is None else now_ns), period=period,
         sensors=tuple(sorted({r.sensor or r.interface or f"{r.kind} (capture files)" for r in runs})),
         runs=tuple(runs), coverage=_coverage(conn, runs, start_ns, end_ns),
-        rule_files=tuple(RuleFile(path=r[0], sha256=r[1], ruleset=r[2]) for r in conn.execute(
-            f"SELECT DISTINCT path, sha256, ruleset FROM run_rules WHERE run_id IN ({','.join('?' * len(runs))}) "
-            "ORDER BY path, sha256", [r.id for r in runs])),
-        databases=_databases(conn, [r.id for r in runs]),
+        rule_files=_rule_files(conn, start_ns, end_ns), databases=_databases(conn, [r.id for r in runs]),
+        new_findings_rule=rule, previous_report=previous_report, earlier_reports=earlier.count,
     )
 
     present, previous = _devices_present(conn, start_ns, end_ns), _devices_present(conn, prev_start, prev_end)
@@ -555,7 +620,8 @@ def build_report(
             alert_id=f[0], device=f[1], rule_id=f[2], rule_name=f[3], ruleset=f[4], severity=f[5], dst_domain=f[6],
             dst_ip=f[7], country=f[8], asn=f[9], services=tuple(str(s) for s in _json_list(f[10])), flows=flows,
             bytes=nbytes, first_seen=_iso(f[11]), last_seen=_iso(f[12]), status=f[13], waiver_id=f[14],
-            new=int(f[11]) >= start_ns, egress=_is_egress(conn, f[7], f[8]),
+            new=f[0] not in earlier.alert_ids if rule == SINCE_REPORT else int(f[11]) >= start_ns,
+            egress=_is_egress(conn, f[7], f[8]),
         ))
     findings.sort(key=lambda f: (f.device or "", _severity_rank(f.severity), -f.bytes, f.alert_id))
     groups: dict[str, list[Finding]] = {}
@@ -580,7 +646,7 @@ def build_report(
         findings_open=len(open_findings), findings_waived=sum(1 for f in findings if f.status == "waived"),
         by_severity=by_severity, bytes_by_country=countries,
         trend=Trend(
-            findings_open=len(open_findings), findings_open_previous=_open_count(conn, active_before),
+            findings_open=len(open_findings), findings_open_previous=_open_count(conn, prev_start, prev_end),
             findings=len(findings), findings_previous=len(active_before),
             egress_bytes=_egress_bytes(conn, start_ns, end_ns), egress_bytes_previous=_egress_bytes(conn, prev_start,
                                                                                                     prev_end),
@@ -595,5 +661,5 @@ def build_report(
         header=header, summary=summary, devices=tuple(devices),
         findings=tuple(DeviceFindings(device=mac, maker=makers.get(mac), findings=tuple(group))
                        for mac, group in groups.items()),
-        waivers=waivers, methodology=tuple(Section(title=t, text=x) for t, x in METHODOLOGY),
+        waivers=waivers, methodology=(*(Section(title=t, text=x) for t, x in METHODOLOGY), new_section),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from auditor.errors import ConfigError, OutputError, StoreError
 from auditor.flows.community_id import community_ids as community_id_texts
 from auditor.flows.community_id import flow_tuple
 from auditor.flows.fragments import FragmentTracker
+from auditor.store.backend import StoreConnection, describe
 from auditor.store.runfiles import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,9 @@ class FindingFlows:
     first_ns: int
     last_ns: int
     captures: tuple[CaptureFile, ...]
-    """Capture files of every run that raised the finding, each content (sha256) once, in ingest order."""
+    """Capture files of every run that raised the finding, each content (sha256) once: run by run in ingest order,
+    a run's files by name (neither store keeps the order they were given in; rotated captures are named by time,
+    so name order is their time order)."""
 
     def window(self, slack_ns: int = DEFAULT_SLACK_NS) -> tuple[int, int]:
         """Return the (first, last) packet time, ns, that can belong to the finding's flows."""
@@ -100,7 +102,7 @@ class EvidenceResult:
     """What the capture readers reported about the files (a truncated tail ...)."""
 
 
-def finding_flows(conn: sqlite3.Connection, alert_id: str) -> FindingFlows:
+def finding_flows(conn: StoreConnection, alert_id: str) -> FindingFlows:
     """Return the Community IDs, time span and capture files of finding `alert_id` (its whole id or a unique
     prefix of at least MIN_PREFIX characters); ConfigError when the store has no such finding."""
     try:
@@ -116,10 +118,10 @@ def finding_flows(conn: sqlite3.Connection, alert_id: str) -> FindingFlows:
         found, ids_text, first_ns, last_ns = rows[0]
         files = conn.execute(
             "SELECT f.name, f.sha256, f.size_bytes FROM finding_runs r JOIN run_files f ON f.run_id = r.run_id "
-            "WHERE r.alert_id = ? ORDER BY r.run_id, f.rowid", (found,),
+            "WHERE r.alert_id = ? ORDER BY r.run_id, f.name", (found,),
         ).fetchall()
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read finding {alert_id!r} from the store: {exc}") from exc
+    except conn.errors as exc:
+        raise StoreError(f"cannot read finding {alert_id!r} from the store: {describe(exc)}") from exc
     try:
         ids = orjson.loads(ids_text)
     except orjson.JSONDecodeError:
@@ -225,7 +227,7 @@ def write_evidence(
 
 
 def write_finding_evidence(
-    conn: sqlite3.Connection,
+    conn: StoreConnection,
     alert_id: str,
     out_path: Path,
     given: Sequence[Path] = (),

@@ -1,4 +1,4 @@
-"""Open the store and ingest one `auditor analyze --out DIR` run into it.
+"""Open the store (a SQLite file or a PostgreSQL URL) and ingest one `auditor analyze --out DIR` run into it.
 
 An ingest is ONE transaction: a crash or kill -9 part-way leaves the store as it was before.
 It is idempotent: a run is keyed by its kind and the set of sha256s of its capture files, so the same
@@ -7,13 +7,13 @@ adding to it. Per-run rows (flows_hourly, finding_runs, device_history, run_file
 deleted and written again; per-MAC and per-finding rows are merged (earliest first seen, latest last
 seen) and finding totals are recomputed from finding_runs. A finding's status is a person's decision:
 re-ingest never turns 'acknowledged' back into 'new'; an alert that says waived makes it 'waived'.
+Two ingests at once take turns (conn.transaction() holds the store's write lock), on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 
 from auditor.errors import ConfigError, StoreError
+from auditor.store.backend import StoreConnection, connect, describe
 from auditor.store.runfiles import (
     BATCH,
     AlertRow,
@@ -39,8 +40,6 @@ from auditor.store.schema import migrate
 
 logger = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_S = 30.0
-"""How long a writer waits for another one (a sensor and a report at the same time) before giving up."""
 HOUR_NS = 3_600 * 10**9
 KINDS = ("analyze", "sense")
 
@@ -65,29 +64,22 @@ class IngestResult:
     problems: list[str] = field(default_factory=list)
 
 
-def open_store(path: Path | str) -> sqlite3.Connection:
-    """Return a connection to the SQLite store at `path` (created if absent) in WAL mode with foreign keys
-    on, a busy timeout and the schema migrated; StoreError when it cannot be opened or is too new."""
-    conn: sqlite3.Connection | None = None
+def open_store(target: Path | str) -> StoreConnection:
+    """Return a connection to the store at `target` with its schema migrated: a SQLite path (created if absent; WAL,
+    foreign keys on, a busy timeout) or a postgresql:// URL (the database must exist). StoreError when it cannot be
+    opened or is too new, ConfigError for a URL without the 'postgres' extra installed."""
+    conn = connect(target)
     try:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL survives a killed process (the transaction is in the WAL or not at all); only a power
-        # cut can lose the last commit, never corrupt the file
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn)
-    except (sqlite3.Error, OSError) as exc:
-        if conn is not None:
-            conn.close()
-        raise StoreError(f"{path}: cannot open the store: {exc}") from exc
     except StoreError as exc:
-        if conn is not None:
-            conn.close()
-        raise StoreError(f"{path}: {exc}") from None
+        conn.close()
+        raise StoreError(f"{conn.target}: {exc}") from None
+    except conn.errors as exc:
+        conn.close()
+        raise StoreError(f"{conn.target}: cannot open the store: {describe(exc)}") from exc
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -98,7 +90,7 @@ def run_key(kind: str, capture_sha256s: Iterable[str]) -> str:
 
 
 def ingest_run(
-    conn: sqlite3.Connection,
+    conn: StoreConnection,
     out_dir: Path,
     capture_paths: Sequence[Path] | None = None,
     *,
@@ -130,21 +122,16 @@ def ingest_run(
     if conn.in_transaction:  # never commit or roll back a transaction the caller opened
         raise StoreError("ingest_run needs a connection outside a transaction (open it with open_store)")
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        result = _write(conn, out_dir, kind, key, summary, files, stats, batch, progress)
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"cannot write the run in {out_dir} to the store: {exc}") from exc
-        raise
+        with conn.transaction():
+            result = _write(conn, out_dir, kind, key, summary, files, stats, batch, progress)
+    except conn.errors as exc:
+        raise StoreError(f"cannot write the run in {out_dir} to the store: {describe(exc)}") from exc
     logger.info("ingested %s as run %d (%s)", out_dir, result.run_id, "replaced" if result.replaced else "new")
     return result
 
 
 def _write(
-    conn: sqlite3.Connection, out_dir: Path, kind: str, key: str, summary: RunSummary,
+    conn: StoreConnection, out_dir: Path, kind: str, key: str, summary: RunSummary,
     files: list[tuple[str, str, int, int | None]], stats: ReadStats, batch: int,
     progress: Callable[[int], None] | None,
 ) -> IngestResult:
@@ -162,14 +149,14 @@ def _write(
                      "auditor_version = ?, databases = ?, counters = ?, ingested_ns = ? WHERE id = ?",
                      (*run_values, run_id))
     else:
-        cursor = conn.execute("INSERT INTO runs (kind, sensor, interface, packets, drops, auditor_version, "
-                              "databases, counters, ingested_ns, run_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                              (*run_values, key))
-        run_id = int(cursor.lastrowid or 0)
+        run_id = int(conn.execute("INSERT INTO runs (kind, sensor, interface, packets, drops, auditor_version, "
+                                  "databases, counters, ingested_ns, run_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                                  "RETURNING id", (*run_values, key)).fetchone()[0])
     result = IngestResult(run_id=run_id, run_key=key, replaced=found is not None)
     conn.executemany("INSERT INTO run_files (run_id, name, sha256, size_bytes, frames) VALUES (?, ?, ?, ?, ?)",
                      [(run_id, *f) for f in {f[0]: f for f in files}.values()])
-    conn.executemany("INSERT OR REPLACE INTO run_rules (run_id, path, sha256, ruleset) VALUES (?, ?, ?, ?)",
+    conn.executemany("INSERT INTO run_rules (run_id, path, sha256, ruleset) VALUES (?, ?, ?, ?) ON CONFLICT "
+                     "(run_id, path) DO UPDATE SET sha256 = excluded.sha256, ruleset = excluded.ruleset",
                      [(run_id, *r) for r in summary.rules])
 
     span: list[int] = []
@@ -195,16 +182,16 @@ def _write(
     return result
 
 
-def _write_device(conn: sqlite3.Connection, run_id: int, d: DeviceRow) -> None:
+def _write_device(conn: StoreConnection, run_id: int, d: DeviceRow) -> None:
     verdict = (d.vendor_id, d.maker, d.brand, d.device_class, d.model, d.firmware, d.confidence, d.how, d.oem_relabel,
                orjson.dumps(d.lists).decode())
     conn.execute(
         "INSERT INTO devices (mac, first_ns, last_ns, oui_organization, vendor_id, maker, brand, class, model, "
         "firmware, confidence, how, oem_relabel, lists, verdict_run_id, verdict_ns) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (mac) DO UPDATE SET first_ns = min(first_ns, excluded.first_ns), "
-        "last_ns = max(last_ns, excluded.last_ns), oui_organization = coalesce(excluded.oui_organization, "
-        "oui_organization)",
+        "ON CONFLICT (mac) DO UPDATE SET first_ns = min(devices.first_ns, excluded.first_ns), "
+        "last_ns = max(devices.last_ns, excluded.last_ns), oui_organization = coalesce(excluded.oui_organization, "
+        "devices.oui_organization)",
         (d.mac, d.first_ns, d.last_ns, d.oui_organization, *verdict, run_id, d.last_ns),
     )
     # the current verdict is the one of the run that saw the device last, whatever the order of ingest
@@ -216,7 +203,8 @@ def _write_device(conn: sqlite3.Connection, run_id: int, d: DeviceRow) -> None:
     )
     conn.executemany(
         "INSERT INTO device_addresses (mac, ip, first_ns, last_ns) VALUES (?, ?, ?, ?) ON CONFLICT (mac, ip) "
-        "DO UPDATE SET first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns)",
+        "DO UPDATE SET first_ns = min(device_addresses.first_ns, excluded.first_ns), "
+        "last_ns = max(device_addresses.last_ns, excluded.last_ns)",
         [(d.mac, ip, first, last) for ip, first, last in d.ips],
     )
     history = (d.vendor_id, d.maker, d.device_class, d.model, d.firmware, d.confidence)
@@ -230,18 +218,18 @@ def _write_device(conn: sqlite3.Connection, run_id: int, d: DeviceRow) -> None:
 
 
 _FLOW_UPSERT = (
-    "INSERT INTO flows_hourly (run_id, hour, src_mac, src_ip, dst_ip, dst_domain, country, asn, protocol, port, "
+    "INSERT INTO flows_hourly AS f (run_id, hour, src_mac, src_ip, dst_ip, dst_domain, country, asn, protocol, port, "
     "direction, flows, bytes_out, bytes_in, packets_out, packets_in, first_ns, last_ns) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (run_id, hour, src_mac, src_ip, dst_ip, dst_domain, country, asn, protocol, port, direction) "
-    "DO UPDATE SET flows = flows + excluded.flows, bytes_out = bytes_out + excluded.bytes_out, "
-    "bytes_in = bytes_in + excluded.bytes_in, packets_out = packets_out + excluded.packets_out, "
-    "packets_in = packets_in + excluded.packets_in, first_ns = min(first_ns, excluded.first_ns), "
-    "last_ns = max(last_ns, excluded.last_ns)"
+    "DO UPDATE SET flows = f.flows + excluded.flows, bytes_out = f.bytes_out + excluded.bytes_out, "
+    "bytes_in = f.bytes_in + excluded.bytes_in, packets_out = f.packets_out + excluded.packets_out, "
+    "packets_in = f.packets_in + excluded.packets_in, first_ns = min(f.first_ns, excluded.first_ns), "
+    "last_ns = max(f.last_ns, excluded.last_ns)"
 )
 
 
-def _write_flows(conn: sqlite3.Connection, run_id: int, rows: list[FlowRow]) -> tuple[int, int]:
+def _write_flows(conn: StoreConnection, run_id: int, rows: list[FlowRow]) -> tuple[int, int]:
     """Aggregate one batch per hourly key, upsert it, and return the batch's (first, last) ns."""
     groups: dict[tuple[object, ...], list[int]] = {}
     for r in rows:
@@ -262,7 +250,7 @@ def _write_flows(conn: sqlite3.Connection, run_id: int, rows: list[FlowRow]) -> 
     return min(r.start_ns for r in rows), max(r.end_ns for r in rows)
 
 
-def _write_finding(conn: sqlite3.Connection, run_id: int, a: AlertRow) -> int:
+def _write_finding(conn: StoreConnection, run_id: int, a: AlertRow) -> int:
     """Upsert one alert's finding and its per-run row; return 1 when the finding is new to the store."""
     described = (a.rule_id, a.rule_name, a.ruleset, a.severity, a.device, a.src_ip, a.dst_ip, a.dst_domain, a.country,
                  a.asn, orjson.dumps(a.services).decode(), orjson.dumps(a.community_ids).decode(),
@@ -292,16 +280,16 @@ def _write_finding(conn: sqlite3.Connection, run_id: int, a: AlertRow) -> int:
                 "WHERE alert_id = ?", (*described, a.alert_id),
             )
     conn.execute(
-        "INSERT INTO finding_runs (alert_id, run_id, first_ns, last_ns, flows, bytes, alert_status) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, run_id) DO UPDATE SET first_ns = min(first_ns, "
-        "excluded.first_ns), last_ns = max(last_ns, excluded.last_ns), flows = flows + excluded.flows, "
-        "bytes = bytes + excluded.bytes, alert_status = excluded.alert_status",
+        "INSERT INTO finding_runs AS r (alert_id, run_id, first_ns, last_ns, flows, bytes, alert_status) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, run_id) DO UPDATE SET first_ns = min(r.first_ns, "
+        "excluded.first_ns), last_ns = max(r.last_ns, excluded.last_ns), flows = r.flows + excluded.flows, "
+        "bytes = r.bytes + excluded.bytes, alert_status = excluded.alert_status",
         (a.alert_id, run_id, a.first_ns, a.last_ns, a.flows, a.bytes, "waived" if a.waived else "open"),
     )
     return int(new)
 
 
-def _total_findings(conn: sqlite3.Connection, alert_ids: set[str]) -> None:
+def _total_findings(conn: StoreConnection, alert_ids: set[str]) -> None:
     """Recompute each finding's totals from its per-run rows; drop a finding no run raises any more (its only
     run was re-ingested under rules that no longer raise it)."""
     for alert_id in sorted(alert_ids):

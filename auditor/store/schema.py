@@ -1,9 +1,13 @@
-"""The store's SQLite schema and its migrations.
+"""The store's schema and its migrations, one definition for SQLite and PostgreSQL.
 
-The schema version lives in `PRAGMA user_version`. `MIGRATIONS` is an ordered list of
-(version, statements); `migrate()` applies every step above the database's version, each in its own
-transaction together with the new version number, so a crash mid-migration leaves the old version.
-A database written by a newer auditor (a version above `SCHEMA_VERSION`) is refused, never guessed at.
+Statements are written once, in the SQLite dialect with their types in upper case; auditor.store.dialect renders
+them for PostgreSQL (BIGINT for INTEGER, identity ids, byte-order text).
+
+The schema version lives in `PRAGMA user_version` on SQLite and in a one-row table `schema_version` on
+PostgreSQL. `MIGRATIONS` is an ordered list of (version, statements); `migrate()` applies every step above the
+store's version, each in its own write transaction together with the new version number (PostgreSQL's DDL is
+transactional too), so a crash mid-migration leaves the old version. A store written by a newer auditor (a
+version above `SCHEMA_VERSION`) is refused, never guessed at.
 
 Times are integer nanoseconds since the epoch (`*_ns`), hours are epoch hours (`ns // 3600e9`).
 Text from the wire (domains, maker names, models) is stored as given: escaping is the report's job.
@@ -14,9 +18,10 @@ treats NULLs as distinct in a key and an upsert would then never match.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from auditor.errors import StoreError
+from auditor.store.backend import StoreConnection
+from auditor.store.dialect import render_ddl
 
 logger = logging.getLogger(__name__)
 
@@ -160,21 +165,54 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX finding_runs_run ON finding_runs(run_id)",
 )
 
-MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1)]
+_V2: tuple[str, ...] = (
+    # where a live sensor's follower has read each of its files up to; committed in the same transaction
+    # as the rows read, so a restart resumes exactly there
+    """CREATE TABLE run_cursors (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        file_key TEXT NOT NULL,
+        offset_bytes INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (run_id, source)
+    )""",
+    # each report written to a file, and the findings it listed: "new" means not listed in an earlier one
+    """CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        generated_ns INTEGER NOT NULL,
+        period_from_ns INTEGER NOT NULL,
+        period_to_ns INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        title TEXT NOT NULL,
+        out_path TEXT,
+        sha256 TEXT
+    )""",
+    "CREATE INDEX reports_period_to ON reports(period_to_ns)",
+    # no foreign key to findings: a report stays what it was when a later ingest drops one of its findings
+    """CREATE TABLE report_findings (
+        report_id INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        alert_id TEXT NOT NULL,
+        PRIMARY KEY (report_id, alert_id)
+    )""",
+    "CREATE INDEX report_findings_alert ON report_findings(alert_id)",
+)
+
+MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [(1, _V1), (2, _V2)]
 """(version, statements) in order; append a step to change the schema, never edit a released one."""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 """The schema version this code writes and reads."""
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    """Return the database's schema version (0 for a new, empty database)."""
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+def schema_version(conn: StoreConnection) -> int:
+    """Return the store's schema version (0 for a new, empty store)."""
+    return conn.read_version()
 
 
-def migrate(conn: sqlite3.Connection, migrations: list[tuple[int, tuple[str, ...]]] | None = None) -> int:
-    """Bring the database up to the last version of `migrations` and return it; StoreError when the
-    database is newer than the code. `conn` must be in autocommit mode (isolation_level None)."""
+def migrate(conn: StoreConnection, migrations: list[tuple[int, tuple[str, ...]]] | None = None) -> int:
+    """Bring the store up to the last version of `migrations` and return it; StoreError when the store is newer
+    than the code. Driver errors of a failing step propagate after its rollback. Two processes migrating at once
+    take turns: each step re-reads the version under the write lock and skips what the other did."""
     steps = MIGRATIONS if migrations is None else migrations
     latest = steps[-1][0] if steps else 0
     versions = [v for v, _ in steps]
@@ -187,16 +225,13 @@ def migrate(conn: sqlite3.Connection, migrations: list[tuple[int, tuple[str, ...
     for version, statements in steps:
         if version <= current:
             continue
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with conn.transaction():
+            current = schema_version(conn)
+            if current >= version:  # another process applied it while this one waited for the lock
+                continue
             for statement in statements:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {int(version)}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+                conn.execute(render_ddl(statement, conn.dialect))
+            conn.write_version(version)
         logger.info("store schema migrated to version %d", version)
         current = version
     return current

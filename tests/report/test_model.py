@@ -1,4 +1,5 @@
-"""The report model on the demo store: exact numbers, the period rules, the previous-period trend."""
+"""The report model on the demo store: exact numbers, the period rules, the previous-period trend, and "new"
+counted against the reports recorded before."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 
 from auditor.errors import ConfigError
 from auditor.report import build_report, period_bounds
-from auditor.report.model import Report, parse_duration, parse_time
-from auditor.store import open_store
+from auditor.report.model import FIRST_SEEN, SINCE_REPORT, Report, parse_duration, parse_time
+from auditor.store import ReportRecord, earlier_reports, open_store, record_report
 from tests.report._demo import NOW, WEEK_NS, add_previous_week, build_demo_store, copy_store
 
 NUCTECH, DAHUA, EZVIZ = "C0-9B-F4-B1-02-15", "3C-EF-8C-30-10-30", "58-8F-CF-40-10-40"
@@ -27,6 +28,27 @@ def _report(db: Path, since: str | None = "7d", from_: str | None = None, to: st
     conn = open_store(db)
     try:
         return build_report(conn, start, end, now_ns=parse_time(NOW))
+    finally:
+        conn.close()
+
+
+def _record(db: Path, report: Report, listed: list[str] | None = None) -> int:
+    """Record `report` as written (listing `listed`, default all its findings) and return its id."""
+    start, end = parse_time(report.header.period.start), parse_time(report.header.period.end)
+    conn = open_store(db)
+    try:
+        ids = [f.alert_id for f in report.all_findings()] if listed is None else listed
+        return record_report(conn, ReportRecord(parse_time(report.header.generated), start, end, "html", "t",
+                                                f"/srv/reports/{start}.html", "cd" * 32), ids)
+    finally:
+        conn.close()
+
+
+def _earlier(db: Path, since: str | None = "7d", from_: str | None = None, to: str | None = None) -> int:
+    start, end = period_bounds(since, from_, to, NOW)
+    conn = open_store(db)
+    try:
+        return earlier_reports(conn, start, end).count
     finally:
         conn.close()
 
@@ -158,3 +180,56 @@ def test_model_empty_store_is_an_error(tmp_path: Path) -> None:
             build_report(conn, 0, 10)
     finally:
         conn.close()
+
+
+def test_model_without_an_earlier_report_new_means_first_seen_and_says_so(demo_db: Path) -> None:
+    r = _report(demo_db)
+    assert (r.header.new_findings_rule, r.header.previous_report, r.header.earlier_reports) == (FIRST_SEEN, None, 0)
+    assert all(f.new for f in r.all_findings())  # the demo's findings were all first seen this week
+    section = r.methodology[-1]
+    assert section.title == "New findings" and "No earlier report is recorded" in section.text
+
+
+def test_model_new_means_not_listed_in_an_earlier_report(demo_db: Path, tmp_path: Path) -> None:
+    db = copy_store(demo_db, tmp_path, "two-weeks.sqlite")
+    add_previous_week(db)
+    previous = _report(db, None, "2026-10-20", "2026-10-26")
+    scanner = [f.alert_id for f in previous.all_findings() if f.device == NUCTECH]
+    assert len(previous.all_findings()) == 5 and len(scanner) == 1
+    report_id = _record(db, previous, scanner)  # last week's report listed only the scanner's finding
+
+    r = _report(db)
+    h = r.header
+    assert (h.new_findings_rule, h.earlier_reports) == (SINCE_REPORT, 1)
+    assert h.previous_report is not None and h.previous_report.id == report_id
+    assert (h.previous_report.start, h.previous_report.end) == ("2026-10-20T00:00:00Z", "2026-10-27T00:00:00Z")
+    assert h.previous_report.out_path is not None and h.previous_report.out_path.startswith("/srv/reports/")
+    new = {f.alert_id for f in r.all_findings() if f.new}
+    assert new == {f.alert_id for f in r.all_findings()} - set(scanner)
+    # the EZVIZ camera's findings were first seen last week, yet no report listed them: they are new here
+    assert any(f.new and f.device == EZVIZ and f.first_seen < h.period.start for f in r.all_findings())
+    assert "none of the 1 earlier report recorded" in r.methodology[-1].text
+    assert "2026-10-20T00:00:00Z to 2026-10-27T00:00:00Z" in r.methodology[-1].text
+
+
+def test_model_rendering_a_period_again_does_not_make_its_findings_old(demo_db: Path, tmp_path: Path) -> None:
+    db = copy_store(demo_db, tmp_path, "again.sqlite")
+    first = _report(db)
+    _record(db, first)
+    again = _report(db)
+    assert [f.new for f in again.all_findings()] == [f.new for f in first.all_findings()]
+    assert again.header.new_findings_rule == FIRST_SEEN  # its own record does not count
+    assert _earlier(db) == 0
+
+
+def test_model_only_reports_ending_by_this_period_count(demo_db: Path, tmp_path: Path) -> None:
+    db = copy_store(demo_db, tmp_path, "later.sqlite")
+    later = _report(db, None, "2026-10-30", "2026-11-05")  # ends after this week's report: not earlier
+    _record(db, later)
+    assert _earlier(db) == 0 and all(f.new for f in _report(db).all_findings())
+    daily = _report(db, None, "2026-11-02", "2026-11-02")  # ends when this week does: earlier, so not new
+    _record(db, daily)
+    assert _earlier(db) == 1
+    r = _report(db)
+    assert r.header.new_findings_rule == SINCE_REPORT and not any(f.new for f in r.all_findings())
+    assert _earlier(db, None, "2026-10-30", "2026-11-05") == 1  # the daily one ended before the later report

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from auditor.store import StoreConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "pcaps" / "demo-site.pcap"
 EXAMPLES = ROOT / "rules" / "examples"
 TABLES = ("runs", "run_files", "run_rules", "devices", "device_history", "device_addresses", "flows_hourly",
-          "findings", "finding_runs")
+          "findings", "finding_runs", "run_cursors", "reports", "report_findings")
 
 
 _BUILT: list[Path] = []
@@ -43,7 +45,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def table_contents(conn: sqlite3.Connection, *, volatile: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+def table_contents(conn: StoreConnection, *, volatile: bool = False) -> dict[str, list[tuple[Any, ...]]]:
     """Return every row of every table, sorted; without runs.ingested_ns unless `volatile`."""
     contents = {}
     for table in TABLES:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from scapy.utils import PcapReader, wrpcap
 
 from auditor.errors import ConfigError
 from auditor.flows.community_id import community_ids, flow_tuple
-from auditor.store import ingest_run, open_store
+from auditor.store import StoreConnection, ingest_run, open_store
 from auditor.store.evidence import (
     PCAP_MAGIC_NS,
     CaptureFile,
@@ -39,14 +38,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo_out(tmp_path_factory)
 
 
-def demo_store(tmp_path: Path, demo: Path, capture: Path | None = None) -> sqlite3.Connection:
+def demo_store(tmp_path: Path, demo: Path, capture: Path | None = None) -> StoreConnection:
     """Return a store holding the demo run (its capture hashed at `capture` when given)."""
     conn = open_store(tmp_path / "s.sqlite")
     ingest_run(conn, demo, [capture] if capture else None)
     return conn
 
 
-def scanner_finding(conn: sqlite3.Connection) -> str:
+def scanner_finding(conn: StoreConnection) -> str:
     """Return the id of the scanner's critical finding (destination 203.0.113.80 tcp/8080)."""
     rows = conn.execute("SELECT alert_id FROM findings WHERE severity = 'critical' AND dst_ip = ?",
                         (SCANNER_DST,)).fetchall()

@@ -8,7 +8,6 @@ the demo's 29 flows sum to 29 there and the outbound ones to summary.json's outb
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditor.errors import ConfigError, StoreError
-from auditor.store import ingest_run, open_store, store_info
+from auditor.store import StoreConnection, ingest_run, open_store, store_info
 from tests.store import DEMO, alert_doc, demo_out, flow_doc, table_contents, write_run
 
 
@@ -26,11 +25,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
+def conn(tmp_path: Path) -> StoreConnection:
     return open_store(tmp_path / "store.sqlite")
 
 
-def test_ingest_demo_stores_its_devices_flows_and_findings(conn: sqlite3.Connection, demo: Path) -> None:
+def test_ingest_demo_stores_its_devices_flows_and_findings(conn: StoreConnection, demo: Path) -> None:
     result = ingest_run(conn, demo)
     assert (result.devices, result.flows, result.alerts, result.findings_new, result.skipped_lines) == (10, 29, 7, 7, 0)
     assert not result.replaced
@@ -58,7 +57,7 @@ def test_ingest_demo_stores_its_devices_flows_and_findings(conn: sqlite3.Connect
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
-def test_ingest_demo_twice_changes_nothing(conn: sqlite3.Connection, demo: Path) -> None:
+def test_ingest_demo_twice_changes_nothing(conn: StoreConnection, demo: Path) -> None:
     ingest_run(conn, demo)
     before = table_contents(conn)
     again = ingest_run(conn, demo)
@@ -66,7 +65,7 @@ def test_ingest_demo_twice_changes_nothing(conn: sqlite3.Connection, demo: Path)
     assert table_contents(conn) == before
 
 
-def test_ingest_keeps_acknowledged_status_and_waives_what_the_alert_waives(conn: sqlite3.Connection,
+def test_ingest_keeps_acknowledged_status_and_waives_what_the_alert_waives(conn: StoreConnection,
                                                                             demo: Path) -> None:
     ingest_run(conn, demo)
     conn.execute("UPDATE findings SET status = 'acknowledged' WHERE status = 'new'")
@@ -74,7 +73,7 @@ def test_ingest_keeps_acknowledged_status_and_waives_what_the_alert_waives(conn:
     assert store_info(conn).findings_by_status == {"new": 0, "acknowledged": 6, "waived": 1}
 
 
-def test_ingest_waiver_applied_later_wins_and_expired_waiver_reopens(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_waiver_applied_later_wins_and_expired_waiver_reopens(conn: StoreConnection, tmp_path: Path) -> None:
     one = write_run(tmp_path / "one", tmp_path / "one.pcap", alerts=[alert_doc("a1", start="2026-11-02T09:00:00Z")])
     two = write_run(tmp_path / "two", tmp_path / "two.pcap",
                     alerts=[alert_doc("a1", status="waived", waiver="w1", start="2026-11-03T09:00:00Z")])
@@ -90,7 +89,7 @@ def test_ingest_waiver_applied_later_wins_and_expired_waiver_reopens(conn: sqlit
     assert second not in (first, third)
 
 
-def test_ingest_findings_keep_the_earliest_first_seen_whatever_the_order(conn: sqlite3.Connection,
+def test_ingest_findings_keep_the_earliest_first_seen_whatever_the_order(conn: StoreConnection,
                                                                          tmp_path: Path) -> None:
     late = write_run(tmp_path / "late", tmp_path / "late.pcap", alerts=[alert_doc("a1", start="2026-11-05T09:00:00Z")])
     early = write_run(tmp_path / "early", tmp_path / "early.pcap",
@@ -103,7 +102,7 @@ def test_ingest_findings_keep_the_earliest_first_seen_whatever_the_order(conn: s
     assert first_ns == conn.execute("SELECT first_ns FROM finding_runs WHERE run_id = ?", (early_id,)).fetchone()[0]
 
 
-def test_ingest_two_different_captures_adds_their_flows(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_two_different_captures_adds_their_flows(conn: StoreConnection, tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", tmp_path / "a.pcap", flows=[flow_doc(1), flow_doc(2)])
     b = write_run(tmp_path / "b", tmp_path / "b.pcap", flows=[flow_doc(3)])
     assert ingest_run(conn, a).run_id != ingest_run(conn, b).run_id
@@ -113,7 +112,7 @@ def test_ingest_two_different_captures_adds_their_flows(conn: sqlite3.Connection
         3, 300, 2)
 
 
-def test_ingest_same_captures_under_new_rules_replaces_the_run(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_same_captures_under_new_rules_replaces_the_run(conn: StoreConnection, tmp_path: Path) -> None:
     capture = tmp_path / "x.pcap"
     old = write_run(tmp_path / "old", capture, flows=[flow_doc(1)], alerts=[alert_doc("gone")], rules_sha="aa" * 32)
     new = write_run(tmp_path / "new", capture, flows=[flow_doc(1)], alerts=[alert_doc("kept")], rules_sha="bb" * 32)
@@ -125,7 +124,7 @@ def test_ingest_same_captures_under_new_rules_replaces_the_run(conn: sqlite3.Con
     assert conn.execute("SELECT count(*), sum(flows) FROM flows_hourly").fetchone() == (1, 1)
 
 
-def test_ingest_aggregates_flows_per_device_destination_and_hour(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_aggregates_flows_per_device_destination_and_hour(conn: StoreConnection, tmp_path: Path) -> None:
     flows = [flow_doc(i) for i in range(50)]
     flows += [flow_doc(100, start="2026-11-02T10:30:00Z"), flow_doc(101, dst_ip="198.51.100.1")]
     out = write_run(tmp_path / "o", tmp_path / "o.pcap", flows=flows)
@@ -137,7 +136,7 @@ def test_ingest_aggregates_flows_per_device_destination_and_hour(conn: sqlite3.C
                                (hour + 1, "203.0.113.9", 1, 100, 50)]
 
 
-def test_ingest_damaged_flow_lines_are_skipped_and_counted(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_damaged_flow_lines_are_skipped_and_counted(conn: StoreConnection, tmp_path: Path) -> None:
     bad = [b"{not json", b'{"event": {}}', json.dumps(flow_doc(9, bytes_out=-5)).encode(), b"[1, 2]",
            json.dumps({**flow_doc(8), "event": {"start": "yesterday", "end": "x"}}).encode()]
     out = write_run(tmp_path / "o", tmp_path / "o.pcap", flows=[flow_doc(1), flow_doc(2)], extra_flow_lines=bad)
@@ -149,7 +148,7 @@ def test_ingest_damaged_flow_lines_are_skipped_and_counted(conn: sqlite3.Connect
     assert conn.execute("SELECT flows, skipped_lines FROM runs").fetchone() == (2, 6)
 
 
-def test_ingest_stores_wire_strings_as_given(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_stores_wire_strings_as_given(conn: StoreConnection, tmp_path: Path) -> None:
     hostile = "<script>alert('x')</script>=cmd|' /C calc'!A0\u202e"
     device = {"mac": "aa-bb-cc-00-00-01", "first_seen": "2026-11-02T09:00:00Z", "last_seen": "2026-11-02T09:01:00Z",
               "ips": [], "vendor": {"id": "v", "name": hostile, "class": "camera", "model": hostile,
@@ -162,7 +161,7 @@ def test_ingest_stores_wire_strings_as_given(conn: sqlite3.Connection, tmp_path:
     assert conn.execute("SELECT mac, maker, model FROM devices").fetchone() == ("AA-BB-CC-00-00-01", hostile, hostile)
 
 
-def test_ingest_device_history_gets_a_row_only_when_the_verdict_changes(conn: sqlite3.Connection,
+def test_ingest_device_history_gets_a_row_only_when_the_verdict_changes(conn: StoreConnection,
                                                                         tmp_path: Path) -> None:
     def device(day: int, firmware: str) -> dict[str, object]:
         return {"mac": "AA-BB-CC-00-00-01", "first_seen": f"2026-11-0{day}T09:00:00Z",
@@ -177,7 +176,7 @@ def test_ingest_device_history_gets_a_row_only_when_the_verdict_changes(conn: sq
     assert address == (1,)
 
 
-def test_ingest_missing_capture_or_run_is_a_config_error(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_missing_capture_or_run_is_a_config_error(conn: StoreConnection, tmp_path: Path) -> None:
     out = write_run(tmp_path / "o", tmp_path / "o.pcap")
     with pytest.raises(ConfigError, match="--capture"):
         ingest_run(conn, out, [tmp_path / "absent.pcap"])
@@ -207,7 +206,7 @@ def test_ingest_round_trips_totals_and_twice_changes_nothing(
     conn.close()
 
 
-def test_ingest_refuses_to_run_inside_the_callers_transaction(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_ingest_refuses_to_run_inside_the_callers_transaction(conn: StoreConnection, tmp_path: Path) -> None:
     out = write_run(tmp_path / "o", tmp_path / "o.pcap", flows=[flow_doc(1)])
     conn.execute("BEGIN")
     conn.execute("INSERT INTO runs (run_key, kind, ingested_ns) VALUES ('mine', 'sense', 1)")
