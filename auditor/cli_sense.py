@@ -37,11 +37,18 @@ def sense(
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds (tests, trials).")
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Also write to this store at each flush interval: a SQLite path or a "
+                                  "postgresql:// URL (\\[sensor] store; default: none)."),
+    ] = None,
 ) -> None:
     """Capture on INTERFACE until stopped, with the same engine as `analyze`: devices, flows and alerts
     are written to the output folder as they happen. SIGHUP reloads the rule files (a bad one is
     refused and the old rules stay); SIGTERM or SIGINT flush everything and exit 0. Sends READY,
-    STATUS and WATCHDOG to systemd ($NOTIFY_SOCKET) when run as a Type=notify service."""
+    STATUS and WATCHDOG to systemd ($NOTIFY_SOCKET) when run as a Type=notify service. With --db, a
+    process of its own writes the devices, flows and findings to the store as they are written (a store
+    that cannot be written is retried each interval and shown by `auditor status`; the capture goes on)."""
     from dataclasses import replace
 
     from auditor.config import load_settings
@@ -60,6 +67,8 @@ def sense(
             if flush_interval <= 0:
                 raise typer.BadParameter("must be above 0", param_hint="--flush-interval")
             overrides["flush_interval_s"] = flush_interval
+        if db is not None:
+            overrides["store"] = db
         if overrides:
             settings = replace(settings, sensor=replace(settings.sensor, **overrides))
         catalog = _vendor_catalog(vendors)
@@ -131,7 +140,8 @@ def status(
         drops = int(packets.get("dropped", 0))
         limits = {k: v for k, v in (a.get("limits") or {}).items() if isinstance(v, int) and v > 0}
         failed = a.get("state") == "failed"
-        bad |= stale or drops > 0 or failed or bool(limits)
+        store_line, store_bad = _store_status(a, now, _epoch(r.get("event", {}).get("start", "")))
+        bad |= stale or drops > 0 or failed or bool(limits) or store_bad
         if not as_json:
             note = " STALE (no report for 3 intervals: is it running?)" if stale else ""
             typer.echo(
@@ -147,8 +157,34 @@ def status(
                            + ", ".join(f"{k} {v:,}" for k, v in sorted(limits.items())))
             if a.get("last_error"):
                 typer.echo(f"  last error: {_inert(str(a['last_error']))}")
+            if store_line:
+                typer.echo(store_line)
     if bad:
         raise typer.Exit(1)
+
+
+def _store_status(a: dict[str, Any], now: float, started: float) -> tuple[str, bool]:
+    """Return the status line of a sensor's store feed ('' when it has none) and whether it is in trouble: its
+    last step failed, or no step succeeded for 3 intervals of a running sensor."""
+    store = a.get("store")
+    if not isinstance(store, dict):
+        return "", False
+    last = store.get("last_step")
+    age = now - (_epoch(last) if last else started)
+    late = a.get("state") == "running" and age > 3 * float(a.get("flush_interval_s", 60))
+    done = f"last step {age:,.0f} s ago" if last else "no step yet"
+    line = (f"  store {_inert(str(store.get('target')))}: {done}, {store.get('flows', 0):,} flows stored "
+            f"(run {store.get('run_id')}), failed steps {store.get('failed_steps', 0):,}, "
+            f"process restarts {store.get('restarts', 0):,}")
+    if late:
+        line += " LATE (no step for 3 intervals)"
+    lost = [f"{k.replace('_', ' ')} {store[k]:,}" for k in ("flow_files_lost", "flow_lines_lost")
+            if isinstance(store.get(k), int) and store[k] > 0]
+    if lost:
+        line += "\n  store lost: " + ", ".join(lost)
+    if store.get("last_error"):
+        line += f"\n  store error: {_inert(str(store['last_error']))}"
+    return line, late or bool(store.get("last_error")) or bool(lost)
 
 
 def _inert(text: str) -> str:

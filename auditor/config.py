@@ -61,6 +61,10 @@ class SensorSettings:
     """flows.jsonl is rotated (flows-<time>.jsonl) when it reaches this size."""
     keep_rotated: Annotated[int, at.Ge(0)] = 30
     """Rotated flow files kept; older ones are deleted."""
+    store: str = ""
+    """A store the sensor also writes to at each flush interval: a SQLite path or a postgresql:// URL. Empty:
+    none, so a trial `auditor sense -o DIR` never mixes into the site's reports; the units' reports read
+    /var/lib/auditor/auditor.sqlite, which is what a sensor under systemd should name here."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,3 +327,77 @@ def test_a_reached_limit_fails_the_check_and_is_named(tmp_path: Path) -> None:
     record["auditor"]["limits"] = {"findings_not_summed": 0}
     write_status(tmp_path, record)
     assert status(tmp_path).exit_code == 0
+
+
+# -- the store feed (issue 7): its line in `auditor status` ----------------------------------------
+
+
+def store_section(*, age_s: float | None = 5.0, last_error: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The "store" part of a status record, as Sensor.metric() writes it (store_feed.StoreFeed.status())."""
+    last = None if age_s is None else iso_time(int((time.time() - age_s) * 1e9))
+    return {"target": "/var/lib/auditor/auditor.sqlite", "process": "running", "last_step": last, "steps": 12,
+            "failed_steps": 0, "last_error": last_error, "restarts": 0, "run_id": 3, "flows": 1_234,
+            "flow_files_lost": 0, "flow_lines_lost": None, **extra}
+
+
+def test_a_working_store_feed_is_shown_and_passes(tmp_path: Path) -> None:
+    record = status_record()
+    record["auditor"]["store"] = store_section()
+    write_status(tmp_path, record)
+    result = status(tmp_path)
+    assert result.exit_code == 0, result.output
+    line = result.stdout.splitlines()[1]
+    assert line.startswith("  store /var/lib/auditor/auditor.sqlite: last step 5 s ago, 1,234 flows stored (run 3)")
+    assert "failed steps 0" in line and "LATE" not in line
+
+
+def test_a_sensor_without_a_store_shows_no_store_line(tmp_path: Path) -> None:
+    record = status_record()
+    record["auditor"]["store"] = None
+    write_status(tmp_path, record)
+    result = status(tmp_path)
+    assert result.exit_code == 0 and "store" not in result.stdout
+
+
+def test_a_failing_store_fails_the_check_with_its_error_inert(tmp_path: Path) -> None:
+    record = status_record()
+    record["auditor"]["store"] = store_section(last_error="cannot write: database is locked\x1b[2J", failed_steps=4)
+    write_status(tmp_path, record)
+    result = status(tmp_path)
+    assert result.exit_code == 1
+    assert "failed steps 4" in result.stdout
+    assert "  store error: cannot write: database is locked\\x1b[2J" in result.stdout and "\x1b" not in result.stdout
+
+
+@pytest.mark.parametrize(("age_s", "state", "code"), [(200.0, "running", 1), (None, "running", 1),
+                                                      (200.0, "stopped", 0), (100.0, "running", 0)])
+def test_a_store_without_a_step_for_three_intervals_is_late(tmp_path: Path, age_s: float | None, state: str,
+                                                            code: int) -> None:
+    record = status_record(state=state, flush_interval_s=60.0)
+    record["auditor"]["store"] = store_section(age_s=age_s)  # no step yet: counted from the sensor's start
+    write_status(tmp_path, record)
+    result = status(tmp_path)
+    assert result.exit_code == code, result.output
+    assert ("LATE" in result.stdout) == bool(code)
+
+
+def test_flows_the_store_lost_fail_the_check_and_are_named(tmp_path: Path) -> None:
+    record = status_record(state="stopped")
+    record["auditor"]["store"] = store_section(flow_files_lost=1, flow_lines_lost=250, process="stopped")
+    write_status(tmp_path, record)
+    result = status(tmp_path)
+    assert result.exit_code == 1
+    assert "  store lost: flow files lost 1, flow lines lost 250" in result.stdout
+
+
+def test_sense_help_names_the_store_option() -> None:
+    result = runner.invoke(app, ["sense", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert "--db" in result.stdout and "[sensor] store" in result.stdout
+
+
+def test_a_sensor_that_cannot_start_creates_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    db = tmp_path / "store.sqlite"
+    result = runner.invoke(app, ["sense", "-i", "no-such-if0", "-o", str(tmp_path / "out"), "--db", str(db)])
+    assert result.exit_code == 2
+    assert not db.exists()  # the feed starts only once the capture is open

@@ -57,3 +57,13 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(bad)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_the_sensor_writes_to_no_store_unless_one_is_named(tmp_path: Path) -> None:
+    assert load_settings().sensor.store == ""  # a trial `sense -o DIR` must not mix into the site's reports
+    path = tmp_path / "auditor.toml"
+    path.write_text('[sensor]\nstore = "postgresql://auditor@db.example/auditor"\n')
+    assert load_settings(path).sensor.store == "postgresql://auditor@db.example/auditor"
+    path.write_text("[sensor]\nstore = 5\n")
+    with pytest.raises(ConfigError, match=r"sensor\.store"):
+        load_settings(path)
