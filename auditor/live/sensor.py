@@ -70,11 +70,11 @@ MAX_UNWRITTEN_ALERTS = 10_000
 STOP_PART_FLOWS = 25_000
 """At a stop the open flows are ended, named, judged and handed to the writer in parts of this many, so
 the writer formats one part while the sensor judges the next."""
-STOP_SELF_FORMAT_SHARE = 0.7
-"""...and the sensor formats this share of the parts itself (handing the writer ready lines), so that both
-cores format: the writer also appends every line to disk, which costs this VM about 2 s of system time
-per 700 MB (a million flows). bench/stop.py, 1 M open flows on 2 cores: share 0.4 -> 6.3 s, 0.7 -> 4.4 s
-(parts of 50 k), 0.7 with parts of 25 k -> 3.6-4.4 s."""
+STOP_WRITER_BEHIND = 1
+"""...and when this many parts already wait for the writer, the sensor formats the next part itself (handing
+the writer ready lines), so both cores format: the writer also appends every line to disk, which costs this
+VM about 2 s of system time per 700 MB (a million flows). bench/stop.py, 1 M open flows on 2 cores: a fixed
+40 % formatted here 6.3 s, this rule 3.3 s (4.2 s with GeoIP databases)."""
 STOP_PARTS_QUEUED = 8
 """Parts waiting for the writer at most (each about 3 MB of records or 18 MB of lines)."""
 
@@ -383,7 +383,6 @@ class Sensor:
         """End every open flow, in parts (see STOP_PART_FLOWS), formatting some parts here. A thread hands
         the parts to the writer, so the sensor goes on judging and formatting while a send waits for the
         writer to take the previous part."""
-        owed = 0.0
         sink = self.engine.sink
         parts: queue.Queue[FlowRecords | bytes | None] = queue.Queue(maxsize=STOP_PARTS_QUEUED)
         failed: list[BaseException] = []
@@ -397,12 +396,11 @@ class Sensor:
                         failed.append(exc)
 
         def hand_on(records: FlowRecords) -> None:
-            nonlocal owed
             if failed:
                 raise failed[0]
-            owed += STOP_SELF_FORMAT_SHARE
-            if self._background is not None and owed >= 1.0:
-                owed -= 1.0
+            # parts already waiting mean the writer is behind: this one is formatted here (self-balancing,
+            # whatever the judging, GeoIP and disk cost on either side)
+            if self._background is not None and parts.qsize() >= STOP_WRITER_BEHIND:
                 parts.put(self._flow_writer.format(records))
             else:
                 parts.put(records)

@@ -275,6 +275,17 @@ def _flow_json_texts(flows: FlowRecords, observer: dict[str, Any] | None,
     sources = flows.name_source.tolist() if flows.name_source is not None else repeat(None, n)
     mismatches = flows.name_mismatch if flows.name_mismatch is not None else repeat(None, n)
     direction_col = flows.direction.tolist()
+    # GeoIP answers and their text, once per address and per answer in this call (remote sides repeat)
+    geo_parts: dict[GeoInfo, str] = {}
+    looked_up: dict[str, GeoInfo] = {}
+
+    def cached_geo(ip: str) -> GeoInfo:
+        info = looked_up.get(ip)
+        if info is None:
+            assert geo is not None
+            info = looked_up[ip] = geo(ip)
+        return info
+
     lines: list[str] = []
     append = lines.append
     for (start, end, duration, sip, dip, smac, dmac, sport, dport, proto_part, net_tail, sp, dp, sb, db, flag_part,
@@ -289,22 +300,23 @@ def _flow_json_texts(flows: FlowRecords, observer: dict[str, Any] | None,
                 src_extra = ',"domain":' + orjson.dumps(name).decode()
             else:
                 dst_extra = ',"domain":' + orjson.dumps(name).decode()
+        placed = ""
         if geo is not None:
-            side, info = _remote_geo(geo, direction, sip, dip)
-            fields = geo_fields(info) if side else {}
-            if fields:
-                placed = "," + orjson.dumps(fields).decode()[1:-1]
+            side, info = _remote_geo(cached_geo, direction, sip, dip)
+            if side and info is not None:
+                placed = geo_parts.get(info, "")
+                if info not in geo_parts:
+                    fields = geo_fields(info)
+                    placed = geo_parts[info] = "," + orjson.dumps(fields).decode()[1:-1] if fields else ""
                 if side == "source":
                     src_extra += placed
                 else:
                     dst_extra += placed
-        else:
-            fields = {}
         if name_source is not None:
             extra = f',"name_source":"{NAME_SOURCES[name_source]}"'
             if mismatch:
                 extra += ',"dns_name":' + orjson.dumps(mismatch).decode()
-        if fields:
+        if placed:
             extra += geoip
         append(
             f'{{"@timestamp":"{start}{_EVENT_HEAD}{start}","end":"{end}","duration":{duration}}},'

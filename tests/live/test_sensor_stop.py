@@ -67,12 +67,13 @@ def _flow_keys(folder: Path) -> list[tuple[object, ...]]:
     return sorted(keys)
 
 
-@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize(("behind", "formatted_here"), [(10**6, 0), (0, 8), (1, None)],
+                         ids=["writer-formats-all", "sensor-formats-all", "balanced"])
 def test_open_flows_end_in_parts_and_each_is_written_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          share: float) -> None:
+                                                          behind: int, formatted_here: int | None) -> None:
     capture = _capture(tmp_path / "open.pcap")
     monkeypatch.setattr(sensor_module, "STOP_PART_FLOWS", 5)
-    monkeypatch.setattr(sensor_module, "STOP_SELF_FORMAT_SHARE", share)
+    monkeypatch.setattr(sensor_module, "STOP_WRITER_BEHIND", behind)
     catalog = _vendor_catalog(None)
     inputs = SensorInputs(
         interface="test", settings=Settings(), out_dir=tmp_path / "sensor", catalog=catalog,
@@ -93,7 +94,8 @@ def test_open_flows_end_in_parts_and_each_is_written_once(tmp_path: Path, monkey
     sensor.shutdown()
 
     assert len(parts) == 8  # 37 open flows in parts of 5
-    assert sum(parts) == int(8 * share)  # the parts the sensor formatted itself, handed over as lines
+    if formatted_here is not None:  # the parts the sensor formatted itself, handed over as lines
+        assert sum(parts) == formatted_here
     result = CliRunner().invoke(app, ["analyze", str(capture), "--out", str(tmp_path / "analyze")])
     assert result.exit_code == 0, result.output
     got = _flow_keys(tmp_path / "sensor")
