@@ -2,8 +2,9 @@
 
 `report()` is a plain typer command function; the main app registers it with
 `app.command("report")(report)`. `report_cli` is a Typer app with it as its only command (for tests and
-for running it alone). Errors are one line on stderr: a bad flag, date or format, or an empty store
-exits 2; a store that cannot be opened or an output that cannot be written exits 4.
+for running it alone). Errors are one line on stderr: a bad flag, date or format, or a missing store exits 2;
+a store that cannot be opened or an output that cannot be written exits 4. A store or period without runs
+still gives a report (saying so), with a warning: a scheduled report must not fail on a quiet week.
 
 A report written to a file (--out) is recorded in the store with the findings it listed, in one transaction
 committed only once the file is in place; the next report marks a finding new only when no earlier report listed
@@ -128,6 +129,9 @@ def report(
             conn.close()
     except AuditorError as exc:
         raise _fail(exc) from None
+    if not model.header.coverage.runs:
+        _err.print(f"warning: no run recorded from {model.header.period.start} to {model.header.period.end}: the "
+                   "report covers no traffic (is the sensor writing to this store?)", highlight=False)
     if out is not None and _to_file(out):
         s = model.summary
         recorded = f", recorded as report {report_id}" if report_id is not None else ", not recorded"

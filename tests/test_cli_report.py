@@ -69,12 +69,13 @@ def test_cli_report_pdf_without_weasyprint(demo_db: Path, tmp_path: Path, monkey
     assert not out.exists()
 
 
-def test_cli_report_empty_or_missing_store_exit_2(tmp_path: Path) -> None:
+def test_cli_report_of_an_empty_store_warns_and_a_missing_store_exits_2(tmp_path: Path) -> None:
     from auditor.store import open_store
 
     open_store(tmp_path / "empty.sqlite").close()
-    code, _, err = _run("--db", str(tmp_path / "empty.sqlite"), "--format", "json")
-    assert code == 2 and "no run" in err
+    code, out, err = _run("--db", str(tmp_path / "empty.sqlite"), "--format", "json")
+    assert code == 0 and "warning: no run recorded" in err
+    assert orjson.loads(out)["header"]["coverage"]["runs"] == 0
     code, _, err = _run("--db", str(tmp_path / "absent.sqlite"))
     assert code == 2 and "no store there" in err
     assert not (tmp_path / "absent.sqlite").exists()
