@@ -35,7 +35,7 @@ from auditor.errors import StoreError
 from auditor.output.reread import to_ns
 from auditor.store.backend import StoreConnection, describe
 from auditor.store.ingest import _total_findings, _write_device, _write_finding, _write_flows, run_key
-from auditor.store.runfiles import _BAD_LINE, BATCH, AlertRow, FlowRow, ReadStats, _alert_row, _flow_row, read_devices
+from auditor.store.runfiles import BATCH, AlertRow, FlowRow, ReadStats, alert_lines, flow_row, read_devices, read_row
 
 logger = logging.getLogger(__name__)
 
@@ -482,13 +482,10 @@ class SensorFollower:
                 if long_line:
                     long_line = False
                     continue
-                if not line.strip():
+                row = read_row(line, flow_row, stats, f"{f.name}@{where}")
+                if row is None:
                     continue
-                try:
-                    rows.append(_flow_row(orjson.loads(line)))
-                except _BAD_LINE as exc:
-                    stats.skip(f"{f.name}@{where}", exc)
-                    continue
+                rows.append(row)
                 stats.flows += 1
                 if len(rows) >= self.batch:
                     _write_flows(self.conn, run_id, rows)
@@ -543,12 +540,12 @@ class SensorFollower:
                         if _ident(fh) not in seen:
                             seen.add(_ident(fh))
                             files.append(_signature(fh, path.name))
-                            rows += _alert_lines(fh, path.name, attempt)
+                            rows += alert_lines(fh, path.name, attempt)
                 # still the live file, so consistent with the copies listed (else a reload moved it meanwhile)
                 if current is None or os.fstat(current.fileno()).st_nlink > 0 or not tries_left:
                     if current is not None:
                         files.append(_signature(current, ALERTS_CURRENT))
-                        rows += _alert_lines(current, ALERTS_CURRENT, attempt)
+                        rows += alert_lines(current, ALERTS_CURRENT, attempt)
                     break
             finally:
                 if current is not None:
@@ -557,21 +554,6 @@ class SensorFollower:
         stats.skipped_lines += attempt.skipped_lines
         stats.problems += attempt.problems
         return ";".join(files), rows
-
-
-def _alert_lines(fh: IO[bytes], name: str, stats: ReadStats) -> list[AlertRow]:
-    """Return the alerts of an open alerts JSONL file (runfiles.iter_alerts, on a file already open)."""
-    rows = []
-    for number, line in enumerate(fh, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(_alert_row(orjson.loads(line)))
-        except _BAD_LINE as exc:
-            stats.skip(f"{name}:{number}", exc)
-            continue
-        stats.alerts += 1
-    return rows
 
 
 def _signature(fh: IO[bytes], name: str) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 BATCH = 20_000
 """Flow lines aggregated per batch: bounds memory whatever the size of flows.jsonl."""
 MAX_PROBLEMS = 5
+_Row = TypeVar("_Row")
 _BAD_LINE = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
@@ -220,13 +221,10 @@ def iter_flows(path: Path, stats: ReadStats, batch: int = BATCH) -> Iterator[lis
     rows: list[FlowRow] = []
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, 1):
-            if not line.strip():
+            row = read_row(line, flow_row, stats, f"{path}:{number}")
+            if row is None:
                 continue
-            try:
-                rows.append(_flow_row(orjson.loads(line)))
-            except _BAD_LINE as exc:
-                stats.skip(f"{path}:{number}", exc)
-                continue
+            rows.append(row)
             if len(rows) >= batch:
                 stats.flows += len(rows)
                 yield rows
@@ -236,7 +234,8 @@ def iter_flows(path: Path, stats: ReadStats, batch: int = BATCH) -> Iterator[lis
         yield rows
 
 
-def _flow_row(doc: dict[str, Any]) -> FlowRow:
+def flow_row(doc: dict[str, Any]) -> FlowRow:
+    """Return the store's row of one ECS flow document (KeyError/TypeError/ValueError when it is not one)."""
     src, dst, net, event = doc["source"], doc["destination"], doc["network"], doc["event"]
     geo, asys = dst.get("geo") or {}, dst.get("as") or {}
     row = FlowRow(
@@ -259,19 +258,31 @@ def iter_alerts(path: Path, stats: ReadStats) -> Iterator[AlertRow]:
     if not path.exists():
         return
     with open(path, "rb") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = _alert_row(orjson.loads(line))
-            except _BAD_LINE as exc:
-                stats.skip(f"{path}:{number}", exc)
-                continue
+        yield from alert_lines(fh, str(path), stats)
+
+
+def alert_lines(fh: IO[bytes], name: str, stats: ReadStats) -> Iterator[AlertRow]:
+    """Yield the alerts of an alerts JSONL file already open (damaged lines counted in stats)."""
+    for number, line in enumerate(fh, 1):
+        row = read_row(line, alert_row, stats, f"{name}:{number}")
+        if row is not None:
             stats.alerts += 1
             yield row
 
 
-def _alert_row(doc: dict[str, Any]) -> AlertRow:
+def read_row(line: bytes, make: Callable[[dict[str, Any]], _Row], stats: ReadStats, where: str) -> _Row | None:
+    """Return make() of one JSON line; None for a blank line, or a damaged one (counted in stats at `where`)."""
+    if not line.strip():
+        return None
+    try:
+        return make(orjson.loads(line))
+    except _BAD_LINE as exc:
+        stats.skip(where, exc)
+        return None
+
+
+def alert_row(doc: dict[str, Any]) -> AlertRow:
+    """Return the store's row of one ECS alert document (KeyError/TypeError/ValueError when it is not one)."""
     event, rule, aud = doc["event"], doc["rule"], doc.get("auditor") or {}
     src, dst = doc.get("source") or {}, doc.get("destination") or {}
     geo, asys = dst.get("geo") or {}, dst.get("as") or {}
