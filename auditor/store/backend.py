@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -223,6 +224,21 @@ def connect(target: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> St
     return _connect_sqlite(target, busy_timeout_s)
 
 
+def _wal_mode(raw: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Switch to WAL, waiting like any writer would: the switch needs an exclusive lock, and SQLite answers
+    "database is locked" at once, without its busy handler, while another process is creating the same new
+    store (a sensor, its store feed and a report starting together)."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _connect_sqlite(path: Path | str, busy_timeout_s: float) -> SqliteConnection:
     raw: sqlite3.Connection | None = None
     try:
@@ -230,7 +246,7 @@ def _connect_sqlite(path: Path | str, busy_timeout_s: float) -> SqliteConnection
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         raw = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)
         raw.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        raw.execute("PRAGMA journal_mode = WAL")
+        _wal_mode(raw, busy_timeout_s)
         # WAL + NORMAL survives a killed process (the transaction is in the WAL or not at all); only a power
         # cut can lose the last commit, never corrupt the file
         raw.execute("PRAGMA synchronous = NORMAL")

@@ -203,3 +203,27 @@ def test_text_sorts_byte_by_byte_on_both(target: str) -> None:
         assert conn.execute("SELECT count(*) FROM devices WHERE mac < 'a'").fetchone()[0] == 5
     finally:
         conn.close()
+
+
+def test_processes_creating_the_same_new_sqlite_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Switching a new file to WAL answers "database is locked" at once, without the busy handler, while
+    another connection is switching it: the open must wait like a writer (4 of 40 rounds failed before)."""
+    for round_ in range(15):
+        target = tmp_path / f"new-{round_}.sqlite"
+        barrier = threading.Barrier(6)
+        failures: list[BaseException] = []
+
+        def open_one(target: Path = target, barrier: threading.Barrier = barrier,
+                     failures: list[BaseException] = failures) -> None:
+            try:
+                barrier.wait(timeout=30)
+                open_store(target).close()
+            except BaseException as exc:  # reported below, in the test's thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert failures == []
