@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from auditor.errors import ConfigError, StoreError
 from auditor.store.dialect import SQLITE
@@ -164,13 +164,31 @@ def is_url(target: Path | str) -> bool:
     return isinstance(target, str) and target.lower().startswith(URL_SCHEMES)
 
 
+def _userinfo(url: str) -> tuple[str, str, str | None, str]:
+    """Split a URL into (scheme://, user, password or None, the rest after the user info). The user info runs
+    to the last '@' before the first '/': a password may hold '#' or '?', which libpq accepts and urlsplit
+    takes for the start of a query or fragment (it then finds no password at all), and an unescaped '@'
+    is masked with the password rather than shown."""
+    scheme, sep, rest = url.partition("://")
+    slash = rest.find("/")
+    at = rest.rfind("@", 0, slash if slash >= 0 else len(rest))
+    if at >= 0:
+        user, colon, password = rest[:at].partition(":")
+        return scheme + sep, user, password if colon else None, rest[at + 1:]
+    return scheme + sep, "", None, rest
+
+
+def _query_pairs(rest: str) -> tuple[str, list[str]]:
+    """Return (what precedes the query, the query's key=value pairs)."""
+    before, mark, query = rest.partition("?")
+    return before, query.split("&") if mark and query else []
+
+
 def url_secrets(url: str) -> list[str]:
     """Return the password(s) a URL carries (in its user info or a password= parameter), raw and decoded."""
-    parts = urlsplit(url)
-    found = []
-    if parts.password:
-        found.append(parts.password)
-    for pair in parts.query.split("&"):
+    _, _, password, rest = _userinfo(url)
+    found = [password] if password else []
+    for pair in _query_pairs(rest)[1]:
         key, _, value = pair.partition("=")
         if unquote(key).lower() == "password" and value:
             found.append(value)
@@ -179,19 +197,15 @@ def url_secrets(url: str) -> list[str]:
 
 def mask_url(url: str) -> str:
     """Return `url` with its password (user info or password= parameter) replaced by ***."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, host = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
-    pairs = []
-    for pair in parts.query.split("&") if parts.query else ():
-        key, eq, _ = pair.partition("=")
-        pairs.append(f"{key}={MASK}" if eq and unquote(key).lower() == "password" else pair)
-    query = "&".join(pairs)
-    # by hand: urlunsplit drops the // of an empty host (postgresql:///db?host=/run/postgresql)
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "") + (
-        f"#{parts.fragment}" if parts.fragment else "")
+    head, user, password, rest = _userinfo(url)
+    if password is not None:
+        head += f"{user}:{MASK}@"
+    elif user or url[len(head):].startswith("@"):
+        head += f"{user}@"
+    before, pairs = _query_pairs(rest)
+    masked = [f"{key}={MASK}" if eq and unquote(key).lower() == "password" else pair
+              for pair in pairs for key, eq, _ in [pair.partition("=")]]
+    return head + before + ("?" + "&".join(masked) if masked else "")
 
 
 def display_target(target: Path | str) -> str:

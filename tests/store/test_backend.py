@@ -60,6 +60,10 @@ def test_render_ddl_for_postgres_widens_integers_and_keeps_byte_order_text() -> 
     ("postgresql:///audit?host=/run/postgresql&password=hunter2&user=a",
      "postgresql:///audit?host=/run/postgresql&password=***&user=a"),
     ("postgresql://u:p@ss@host/db", "postgresql://u:***@host/db"),
+    # libpq takes '#' and '?' in a password: urlsplit cut the host part there and showed the password whole
+    ("postgresql://app:pa?ss@host/db", "postgresql://app:***@host/db"),
+    ("postgresql://hashy:ab#cd?ef@/postgres?host=/tmp/pg&port=5432", "postgresql://hashy:***@/postgres?host=/tmp/pg&port=5432"),
+    ("postgresql://u:Pw9@h?host=/tmp/pg&password=x%23y", "postgresql://u:***@h?host=/tmp/pg&password=***"),
 ])
 def test_mask_url_hides_the_password_wherever_the_url_carries_it(url: str, shown: str) -> None:
     assert mask_url(url) == shown
