@@ -123,10 +123,10 @@ class SqliteConnection(StoreConnection):
         self.target = target
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        return self.raw.execute(sql, params)
+        return self.raw.execute(sql, without_nul(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.raw.executemany(sql, rows)
+        self.raw.executemany(sql, map(without_nul, rows))
 
     @property
     def in_transaction(self) -> bool:
@@ -162,6 +162,18 @@ class SqliteConnection(StoreConnection):
 def is_url(target: Path | str) -> bool:
     """Whether `target` names a PostgreSQL store (a postgresql:// or postgres:// URL) rather than a file."""
     return isinstance(target, str) and target.lower().startswith(URL_SCHEMES)
+
+
+NUL_STANDIN = "\ufffd"
+
+
+def without_nul(params: Sequence[Any]) -> Sequence[Any]:
+    """Return `params` with every NUL in a text value replaced by U+FFFD. Text from the wire (a DHIP firmware
+    string, an SSDP header) may hold NUL, which PostgreSQL's text type refuses: one such value would fail
+    every write of a run, and a sensor's follower would never move past it. Both backends store the same."""
+    if not any(isinstance(v, str) and "\x00" in v for v in params):
+        return params
+    return [v.replace("\x00", NUL_STANDIN) if isinstance(v, str) else v for v in params]
 
 
 def _userinfo(url: str) -> tuple[str, str, str | None, str]:

@@ -15,7 +15,7 @@ from psycopg import pq
 from psycopg.rows import TupleRow
 
 from auditor.errors import StoreError
-from auditor.store.backend import Cursor, StoreConnection, describe, mask_url, url_secrets
+from auditor.store.backend import Cursor, StoreConnection, describe, mask_url, url_secrets, without_nul
 from auditor.store.dialect import POSTGRESQL, to_postgres
 
 logger = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ class PostgresConnection(StoreConnection):
         if sql.strip().upper() == "BEGIN IMMEDIATE":  # sqlite3-style callers get the same serialised writer
             self.raw.execute("BEGIN")
             return self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        return self.raw.execute(to_postgres(sql), params)
+        return self.raw.execute(to_postgres(sql), without_nul(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.raw.cursor() as cursor:
-            cursor.executemany(to_postgres(sql), rows)
+            cursor.executemany(to_postgres(sql), map(without_nul, rows))
 
     @property
     def in_transaction(self) -> bool:
