@@ -11,9 +11,10 @@ before it; it feeds 'gone' devices, 'new' findings and the trend. What counts as
   sum of those rows, its first/last seen are over the whole store.
 
 A finding is "new" when no earlier recorded report listed it (auditor.store.query.earlier_reports: reports
-written to a file whose period ended at or before this one's end, except those of this very period, so
-rendering a period again gives the same answer). With no earlier report recorded it is new when it was first
-seen in the period. `Header.new_findings_rule` and a methodology section say which rule applied.
+written to a file whose period ended at or before this one's start; one ending inside this period, such as
+the same morning's daily report or this period rendered again, does not count). With no earlier report
+recorded it is new when it was first seen in the period. `Header.new_findings_rule` and a methodology
+section say which rule applied.
 
 The report reads one snapshot of the store (a sensor committing meanwhile is not half seen), from SQLite or
 PostgreSQL alike.
@@ -551,9 +552,9 @@ def _new_rule(earlier: EarlierReports) -> tuple[str, PreviousReport | None, Sect
     return SINCE_REPORT, previous, Section(
         title="New findings",
         text=f"A finding is marked new when none of the {earlier.count} earlier report{plural} recorded in the store "
-             f"listed it (reports whose period ended by this one's end; the latest covered {previous.start} to "
-             f"{previous.end} and was generated {previous.generated}). A report of this very period does not count, "
-             "so rendering it again gives the same answer.")
+             f"listed it (reports whose period ended by this one's start; the latest covered {previous.start} to "
+             f"{previous.end} and was generated {previous.generated}). Reports ending inside this period (a daily "
+             "report, this one rendered again) do not count.")
 
 
 def build_report(
@@ -572,7 +573,7 @@ def _build(conn: StoreConnection, start_ns: int, end_ns: int, now_ns: int | None
     period = Period(start=_iso(start_ns), end=_iso(end_ns), previous_start=_iso(prev_start),
                     previous_end=_iso(prev_end), seconds=length // NS)
     runs = _runs(conn, start_ns, end_ns)
-    rule, previous_report, new_section = _new_rule(earlier := earlier_reports(conn, start_ns, end_ns))
+    rule, previous_report, new_section = _new_rule(earlier := earlier_reports(conn, start_ns))
     header = Header(
         title=title, generated=_iso(time.time_ns() if now_ns is None else now_ns), period=period,
         sensors=tuple(sorted({r.sensor or r.interface or f"{r.kind} (capture files)" for r in runs})),

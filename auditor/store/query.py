@@ -111,7 +111,7 @@ class EarlierReports:
     """Every finding any of them listed."""
 
 
-_EARLIER = "period_to_ns <= ? AND NOT (period_from_ns = ? AND period_to_ns = ?)"
+_EARLIER = "period_to_ns <= ?"
 
 
 def record_report(conn: StoreConnection, report: ReportRecord, alert_ids: Iterable[str]) -> int:
@@ -132,11 +132,11 @@ def record_report(conn: StoreConnection, report: ReportRecord, alert_ids: Iterab
     return report_id
 
 
-def earlier_reports(conn: StoreConnection, period_from_ns: int, period_to_ns: int) -> EarlierReports:
-    """Return the recorded reports whose period ended at or before `period_to_ns`, except those of this very
-    period [period_from_ns, period_to_ns): rendering a period again must not make its findings look old because
-    of its own earlier rendering."""
-    bounds = (period_to_ns, period_from_ns, period_to_ns)
+def earlier_reports(conn: StoreConnection, period_from_ns: int) -> EarlierReports:
+    """Return the recorded reports whose period ended at or before `period_from_ns`, this report's start.
+    Reports that end inside this period do not count: the morning's daily report must not make the weekly
+    one's findings look old, nor a report of this period rendered again (or a --since re-run minutes later)."""
+    bounds = (period_from_ns,)
     rows = conn.execute(
         "SELECT id, generated_ns, period_from_ns, period_to_ns, format, title, out_path, sha256 FROM reports "
         f"WHERE {_EARLIER} ORDER BY period_to_ns DESC, generated_ns DESC, id DESC", bounds,

@@ -80,7 +80,7 @@ def test_report_records_and_new_since_the_last_report_are_the_same_on_both(
         first = build_report(conn, *week1, now_ns=parse_time(NOW))
         record_report(conn, ReportRecord(parse_time(NOW), *week1, "html", "w1", "/srv/w1.html", "ab" * 32),
                       [f.alert_id for f in first.all_findings()[:3]])
-        earlier = earlier_reports(conn, *week2)
+        earlier = earlier_reports(conn, week2[0])
         later = build_report(conn, *week2, now_ns=parse_time(NOW))
         results.append((earlier, dataclasses.asdict(later)))
     assert results[0] == results[1]
