@@ -14,6 +14,11 @@ decide (Ctrl-C and systemd's KillMode=mixed reach the sensor, which then asks fo
 the sensor die, the child reads end-of-file, takes a last step and exits. A store error (a locked database,
 a full disk, PostgreSQL down) fails one step: logged (once until it changes), counted in status, and retried
 at the next interval from the same cursor, so nothing is lost. A child that dies is logged and started again.
+
+The final step has no next interval: the child retries it (FINAL_RETRY_FIRST_S doubling to FINAL_RETRY_MAX_S)
+until a little before the stop's deadline, then the sensor tries again itself in the time left. Should the
+store stay unreachable past it, the flow lines it does not hold are counted, logged as an ERROR and shown in
+the status (`unstored_at_stop`): they remain in the sensor's flows*.jsonl files, from the run's last cursor.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -45,6 +51,12 @@ logger = logging.getLogger(__name__)
 
 FINAL_TIMEOUT_S = 30.0
 """How long the stop waits for the last step (systemd's TimeoutStopSec is 60 s, the flow writer's drain first)."""
+FINAL_RETRY_FIRST_S = 0.2
+FINAL_RETRY_MAX_S = 2.0
+"""A failed final step is retried after 0.2, 0.4, 0.8 ... s, at most this long apart."""
+FINAL_MARGIN_S = 2.0
+"""The feed process stops retrying the final step this long (at most a fifth of the wait) before finish()'s
+deadline, which leaves the sensor the time to read its report and try once more itself."""
 MAX_RESTART_DELAY_INTERVALS = 32
 """A child that keeps dying is started again after 1, 2, 4 ... flush intervals, at most this many."""
 STEP, FINAL = b"step", b"final"
@@ -125,6 +137,12 @@ class StoreFeed:
         self.flows = 0
         self.files_lost = 0
         self.lines_lost: int | None = None
+        self.cursor: dict[str, Any] | None = None
+        """The flow files' cursor the store holds after the last successful step ({"key", "offset"})."""
+        self.stored_lines: int | None = None
+        """Flow lines the store holds for this run (read or skipped as damaged) after the last successful step."""
+        self.unstored_at_stop: dict[str, Any] | None = None
+        """Set when the final step failed until the stop's deadline: what the store does not hold, and where."""
         self._delay = 1
         self._restart_at = 0.0
         self._spawn()
@@ -207,12 +225,16 @@ class StoreFeed:
             self.files_lost += int(report.get("lost_files") or 0)
             if report.get("lines_lost") is not None:
                 self.lines_lost = int(report["lines_lost"])
+            if isinstance(report.get("cursor"), dict):
+                self.cursor = report["cursor"]
+            if report.get("stored_lines") is not None:
+                self.stored_lines = int(report["stored_lines"])
             self._delay = 1  # a child that works resets the restart delay
+            if report.get("final"):
+                self._finished = True  # only a final step that succeeded: a failed one is retried
         else:
             self.failed_steps += 1
             self.last_error = str(report.get("error") or "the step failed")
-        if report.get("final"):
-            self._finished = True
 
     def _close_pipes(self) -> None:
         if self._proc is not None:
@@ -243,12 +265,13 @@ class StoreFeed:
             logger.exception("store feed: unexpected error at the stop")
 
     def _finish(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
         self._collect()
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            self._send(FINAL)
+            # the child retries a failed final step until a little before our deadline, then we try here
+            self._send(FINAL + b" %.3f" % max(timeout_s - min(FINAL_MARGIN_S, timeout_s / 5), 0.0))
             self._close_stdin()
-            deadline = time.monotonic() + timeout_s
             while proc.poll() is None and time.monotonic() < deadline:
                 assert proc.stdout is not None
                 with contextlib.suppress(OSError, ValueError):
@@ -261,12 +284,37 @@ class StoreFeed:
             self._close_pipes()
             if self._finished:
                 return
-        logger.info("taking the store's final step in the sensor's process (its feed process is gone)")
-        runner = FeedRunner(self.config)
-        try:
-            self._apply(runner.step(final=True))
-        finally:
-            runner.close()
+            if time.monotonic() < deadline:
+                logger.info("taking the store's final step in the sensor's process (its feed process failed it)")
+        else:
+            logger.info("taking the store's final step in the sensor's process (its feed process is gone)")
+        if time.monotonic() < deadline:
+            runner = FeedRunner(self.config)
+            try:
+                self._apply(final_step(runner, deadline, self._apply))
+            finally:
+                runner.close()
+        if not self._finished:
+            self._unstored(timeout_s)
+
+    def _unstored(self, timeout_s: float) -> None:
+        """Log, as an ERROR, and record in the status what the store does not hold after a final step that
+        failed until the stop's deadline."""
+        ended = _ended_flows(Path(self.config.folder), self.config.started_ns)
+        stored = self.stored_lines or 0
+        lines = max(ended - stored, 0) if ended is not None else None
+        cursor = self.cursor or {"key": self.config.start_key, "offset": self.config.start_offset}
+        self.unstored_at_stop = {"flow_lines": lines, "run_id": self.run_id, "cursor_key": cursor.get("key"),
+                                 "cursor_offset": cursor.get("offset"), "folder": self.config.folder,
+                                 "error": self.last_error}
+        count = f"{lines:,}" if lines is not None else "an unknown number of"
+        logger.error(
+            "store %s: the final step failed for %.0f s (%s); %s flow lines the sensor wrote are NOT in the store. "
+            "They remain in %s/flows*.jsonl (flows.jsonl and its rotated files), from the store's cursor of run %s "
+            "(run_cursors file_key %s, offset_bytes %s) on; they are lost once keep_rotated deletes those files",
+            self.shown_target, timeout_s, self.last_error, count, self.config.folder,
+            self.run_id if self.run_id is not None else "(none: the store was never written)",
+            cursor.get("key"), cursor.get("offset"))
 
     def _close_stdin(self) -> None:
         if self._proc is not None and self._proc.stdin is not None:
@@ -295,6 +343,7 @@ class StoreFeed:
             "flows": self.flows,
             "flow_files_lost": self.files_lost,
             "flow_lines_lost": self.lines_lost,
+            "unstored_at_stop": self.unstored_at_stop,
         }
 
     @property
@@ -339,16 +388,19 @@ class FeedRunner:
                 report["lines_lost"] = result.lines_lost
                 if not result.more:
                     break
+            report.update(self._committed(report.get("run_id")))
         except Exception as exc:
             self._drop_connection()  # a server that went away, a file that was replaced: start afresh
             from auditor.errors import AuditorError
 
             message = str(exc) if isinstance(exc, AuditorError) else f"{type(exc).__name__}: {exc}"
             if message != self._failing:  # once per distinct failure, not once a minute
+                retried = ("the final step, retried until the stop's deadline" if final
+                           else "retried at the next interval; nothing is lost")
                 if isinstance(exc, AuditorError):
-                    logger.error("store: %s (retried at the next interval; nothing is lost)", message)
+                    logger.error("store: %s (%s)", message, retried)
                 else:
-                    logger.exception("store: step failed (retried at the next interval; nothing is lost)")
+                    logger.exception("store: step failed (%s)", retried)
             self._failing = message
             return {"ok": False, "final": final, "error": message, "at_ns": time.time_ns()}
         if self._failing is not None:
@@ -356,6 +408,28 @@ class FeedRunner:
             self._failing = None
         report["at_ns"] = time.time_ns()
         return report
+
+    def _committed(self, run_id: object) -> dict[str, Any]:
+        """Return where the store's cursor is and how many flow lines it holds for the run (read after the
+        commit, for the count of what a failed final step leaves out); {} when it cannot be read."""
+        from auditor.store.follow import SOURCE_FLOWS, _json_object
+
+        if self._conn is None or not isinstance(run_id, int):
+            return {}
+        try:
+            found = self._conn.execute("SELECT file_key, offset_bytes FROM run_cursors WHERE run_id = ? AND "
+                                       "source = ?", (run_id, SOURCE_FLOWS)).fetchone()
+            row = self._conn.execute("SELECT counters FROM runs WHERE id = ?", (run_id,)).fetchone()
+            follow = _json_object(_json_object(row[0] if row is not None else None).get("follow"))
+        except Exception:  # the step committed: a count it cannot give is no failure
+            logger.debug("store: cannot read the run's cursor", exc_info=True)
+            return {}
+        out: dict[str, Any] = {}
+        if found is not None:
+            out["cursor"] = {"key": str(found[0]), "offset": int(found[1])}
+        if row is not None:
+            out["stored_lines"] = int(follow.get("flow_lines") or 0) + int(follow.get("flow_lines_skipped") or 0)
+        return out
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -391,6 +465,49 @@ def _read_commands(fd: int, buffered: bytes) -> tuple[set[bytes], bool, bytes]:
     return commands, eof, buffered
 
 
+def final_step(runner: FeedRunner, deadline: float,
+               on_failure: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Take the final step, retrying a failure after FINAL_RETRY_FIRST_S doubling to FINAL_RETRY_MAX_S while a
+    retry can start before `deadline` (time.monotonic()); pass each failure but the last to `on_failure` and
+    return the last report."""
+    delay = FINAL_RETRY_FIRST_S
+    while True:
+        report = runner.step(final=True)
+        left = deadline - time.monotonic()
+        if report.get("ok") or left <= delay:
+            return report
+        on_failure(report)
+        time.sleep(delay)
+        delay = min(delay * 2, FINAL_RETRY_MAX_S)
+
+
+def _ended_flows(folder: Path, started_ns: int) -> int | None:
+    """Return the flows this session's sensor ended, from its status.json (None when it does not say)."""
+    try:
+        data = orjson.loads((folder / "status.json").read_bytes())
+        start = data["event"]["start"]
+        ended = data["auditor"]["flows"]["ended"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    from auditor.store.follow import _time_ns
+
+    if not isinstance(start, str) or (_time_ns(start) or 0) // 1000 != started_ns // 1000:
+        return None  # an earlier session's
+    return ended if isinstance(ended, int) else None
+
+
+def _final_budget(commands: set[bytes]) -> float | None:
+    """Return the seconds the sensor gives the final step when one of `commands` asks for it, else None."""
+    for command in commands:
+        word, _, budget = command.partition(b" ")
+        if word == FINAL:
+            try:
+                return float(budget) if budget else FINAL_TIMEOUT_S - FINAL_MARGIN_S
+            except ValueError:
+                return FINAL_TIMEOUT_S - FINAL_MARGIN_S
+    return None
+
+
 def _report(fd: int, report: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):  # the sensor is gone: the step was taken all the same
         os.write(fd, orjson.dumps(report) + b"\n")
@@ -417,9 +534,12 @@ def main() -> int:
         _report(stdout, runner.step())  # at once: the run appears, and a store that cannot be opened shows
         while True:
             commands, eof, buffered = _read_commands(stdin, buffered)
-            if FINAL in commands:
-                _report(stdout, runner.step(final=True))
-                return 0
+            budget = _final_budget(commands)
+            if budget is not None:
+                deadline = time.monotonic() + budget
+                report = final_step(runner, deadline, lambda failed: _report(stdout, failed))
+                _report(stdout, report)
+                return 0 if report.get("ok") else 1
             _report(stdout, runner.step())
             if eof:  # the sensor died: what its files hold is stored, then this process ends too
                 return 0

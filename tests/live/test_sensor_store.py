@@ -9,14 +9,17 @@ holds what `auditor analyze --db` stores for the same capture.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -208,3 +211,133 @@ def test_live_sensor_replaces_a_killed_feed_and_stores_everything(netns: str, tm
     store = _store_status(json.loads((tmp_path / "live" / "status.json").read_text()))
     assert (store["restarts"], store["process"], store["last_error"]) == (1, "stopped", None)
     assert "store feed process ended (exit code -9)" in sensor.log.read_text()
+
+
+# -- a final step that fails (the store unreachable at the stop) ---------------------------------------------
+
+
+def _later(seconds: float, action: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()), daemon=True)
+    thread.start()
+    return thread
+
+
+def _pg_connections(url: str, allowed: bool) -> None:
+    """Let a PostgreSQL database take connections, or refuse them and end those it has."""
+    import psycopg
+
+    from tests.pg import shared_server
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(shared_server().url(), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"true" if allowed else "false"}')
+        if not allowed:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+
+def test_a_final_step_that_fails_once_on_sqlite_is_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    sensor = FakeSensor(tmp_path / "eth1")
+    blocker = tmp_path / "db"
+    blocker.write_text("a file where the store's folder should be")
+    feed = feed_for(sensor, blocker / "store.sqlite")
+    wait_for(feed, lambda s: s["failed_steps"] >= 1)
+    sensor.write(flows(6))
+    sensor.status(state="stopped")
+    thread = _later(1.0, blocker.unlink)  # the store is back a second into the stop
+    started = time.monotonic()
+    feed.finish(timeout_s=20)
+    took = time.monotonic() - started
+    thread.join()
+    status = feed.status()
+    assert (status["process"], status["flows"], status["flow_lines_lost"], status["last_error"]) == (
+        "stopped", 6, 0, None), status
+    assert status["unstored_at_stop"] is None and status["failed_steps"] >= 2
+    assert 0.9 < took < 5
+    assert stored_flows(open_store(blocker / "store.sqlite")) == ingested_flows(tmp_path, sensor.written)
+
+
+def test_a_final_step_that_fails_once_on_postgresql_is_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    from tests.pg import fresh_database
+
+    url = fresh_database()
+    sensor = FakeSensor(tmp_path / "eth1")
+    feed = feed_for(sensor, url)
+    sensor.write(flows(10))
+    sensor.status()
+    feed.nudge()
+    wait_for(feed, lambda s: s["flows"] == 10)
+    sensor.write(flows(1000, first=10))  # the stop: every open flow ended and written
+    sensor.status(state="stopped")
+    _pg_connections(url, allowed=False)  # a server restart: connections refused for a second
+    thread = _later(1.0, lambda: _pg_connections(url, allowed=True))
+    started = time.monotonic()
+    feed.finish(timeout_s=20)
+    took = time.monotonic() - started
+    thread.join()
+    status = feed.status()
+    assert (status["process"], status["flows"], status["flow_lines_lost"], status["last_error"]) == (
+        "stopped", 1010, 0, None), status
+    assert status["unstored_at_stop"] is None and status["failed_steps"] >= 1
+    assert 0.9 < took < 5
+    assert stored_flows(open_store(url)) == ingested_flows(tmp_path, sensor.written)
+
+
+def test_a_final_step_failing_past_the_deadline_says_what_is_not_stored(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.pg import fresh_database
+
+    url = fresh_database()
+    sensor = FakeSensor(tmp_path / "eth1")
+    feed = feed_for(sensor, url)
+    sensor.write(flows(10))
+    sensor.status()
+    feed.nudge()
+    before = wait_for(feed, lambda s: s["flows"] == 10)
+    sensor.write(flows(1000, first=10))
+    sensor.status(state="stopped")
+    _pg_connections(url, allowed=False)
+    try:
+        started = time.monotonic()
+        with caplog.at_level(logging.INFO, logger="auditor.live.store_feed"):
+            feed.finish(timeout_s=3)
+        took = time.monotonic() - started
+    finally:
+        _pg_connections(url, allowed=True)
+    assert 2 < took < 3.5
+    status = feed.status()
+    assert status["process"] != "stopped" and status["flows"] == 10 and status["failed_steps"] >= 3
+    unstored = status["unstored_at_stop"]
+    assert unstored is not None, status
+    assert (unstored["flow_lines"], unstored["run_id"], unstored["folder"]) == (
+        1000, before["run_id"], str(sensor.folder))
+    assert unstored["cursor_key"] and unstored["cursor_offset"] > 0  # after the 10 flows stored
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    said = [m for m in errors if "1,000 flow lines the sensor wrote are NOT in the store" in m]
+    assert said and f"{sensor.folder}/flows*.jsonl" in said[0] and unstored["cursor_key"] in said[0], errors
+    assert not any("nothing is lost" in m for m in errors), errors
+    # the lines are where the message says: a later feed of the same run stores exactly them
+    again = feed_for(sensor, url)
+    again.finish()
+    assert again.status()["flows"] == 1000
+    assert stored_flows(open_store(url)) == ingested_flows(tmp_path, sensor.written)
+
+
+def test_a_store_unreachable_for_the_whole_session_counts_every_line_at_the_stop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sensor = FakeSensor(tmp_path / "eth1")
+    blocker = tmp_path / "db"
+    blocker.write_text("a file where the store's folder should be")
+    feed = feed_for(sensor, blocker / "store.sqlite")
+    sensor.write(flows(7))
+    sensor.status(state="stopped")
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="auditor.live.store_feed"):
+        feed.finish(timeout_s=2)
+    assert time.monotonic() - started < 2.5
+    unstored = feed.status()["unstored_at_stop"]
+    assert unstored is not None
+    assert (unstored["flow_lines"], unstored["run_id"], unstored["cursor_key"], unstored["cursor_offset"]) == (
+        7, None, sensor.start.key, sensor.start.offset)
+    assert "cannot open the store" in unstored["error"]
+    assert any("7 flow lines the sensor wrote are NOT in the store" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR)
