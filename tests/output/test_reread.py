@@ -3,16 +3,20 @@ line or file is skipped or refused with a message, never a crash."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from auditor.cli import app
 from auditor.errors import ConfigError
-from auditor.output.reread import ReadStats, read_devices, read_flows
+from auditor.output import reread
+from auditor.output.reread import ReadStats, read_devices, read_flows, to_ns
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "pcaps" / "demo-site.pcap"
@@ -74,3 +78,11 @@ def test_odd_device_entries_are_skipped(demo_run: Path, tmp_path: Path) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
     stored = read_devices(path)
     assert len(stored.verdicts) == len(read_devices(demo_run / "devices.json").verdicts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime.datetime(1970, 1, 1), max_value=datetime.datetime(9999, 12, 31)))
+def test_to_ns_fast_path_equals_the_full_parse(when: datetime.datetime) -> None:
+    text = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the outputs' own form takes the per-second cache
+    assert to_ns(text) == reread._parse_ns(text)
+    assert to_ns(text) == to_ns(text)  # again, from the cache
