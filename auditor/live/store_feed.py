@@ -19,6 +19,10 @@ The final step has no next interval: the child retries it (FINAL_RETRY_FIRST_S d
 until a little before the stop's deadline, then the sensor tries again itself in the time left. Should the
 store stay unreachable past it, the flow lines it does not hold are counted, logged as an ERROR and shown in
 the status (`unstored_at_stop`): they remain in the sensor's flows*.jsonl files, from the run's last cursor.
+The next session's feed stores them (follow.SensorFollower.catch_up): before each of its steps until done,
+best-effort (a failure is logged and retried at the next interval, never holding up the session's own step),
+it adds to each earlier run of the sensor and interface whose final step never completed its lines up to where
+the next session began, and marks it finished.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ FINAL_RETRY_MAX_S = 2.0
 FINAL_MARGIN_S = 2.0
 """The feed process stops retrying the final step this long (at most a fifth of the wait) before finish()'s
 deadline, which leaves the sensor the time to read its report and try once more itself."""
+CATCH_UP_BUDGET_S = 5.0
+"""How long one interval spends at most catching up earlier sessions' unstored lines before its own step
+(a large backlog is taken over several intervals)."""
 MAX_RESTART_DELAY_INTERVALS = 32
 """A child that keeps dying is started again after 1, 2, 4 ... flush intervals, at most this many."""
 STEP, FINAL = b"step", b"final"
@@ -360,6 +367,9 @@ class FeedRunner:
         self._conn: StoreConnection | None = None
         self._follower: SensorFollower | None = None
         self._failing: str | None = None
+        self._caught_up = False
+        """Every earlier run of the sensor and interface is finished (see _catch_up)."""
+        self._catch_up_failing: str | None = None
 
     def step(self, *, final: bool = False) -> dict[str, Any]:
         """Take steps until the flow backlog is read (each its own transaction) and return the report."""
@@ -379,6 +389,8 @@ class FeedRunner:
                                         c.databases or {})
                 self._follower = SensorFollower(self._conn, session, FileCursor.from_key(c.start_key, c.start_offset))
             self._follower.conn = self._conn
+            if not final and not self._caught_up:
+                report["caught_up_flows"] = self._catch_up(self._follower)
             while True:
                 result = self._follower.step(final=final)
                 report["run_id"] = result.run_id
@@ -408,6 +420,25 @@ class FeedRunner:
             self._failing = None
         report["at_ns"] = time.time_ns()
         return report
+
+    def _catch_up(self, follower: SensorFollower) -> int:
+        """Store what earlier sessions left unstored (their final step never completed), for at most
+        CATCH_UP_BUDGET_S; return the flow lines stored. Best-effort: a failure is logged (once until it
+        changes) and retried at the next step, which goes on all the same."""
+        from auditor.errors import AuditorError
+
+        try:
+            result = follower.catch_up(deadline=time.monotonic() + CATCH_UP_BUDGET_S)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, AuditorError) else f"{type(exc).__name__}: {exc}"
+            if message != self._catch_up_failing:
+                logger.error("store: cannot catch up the earlier sessions' unstored flow lines: %s (retried at "
+                             "the next interval)", message, exc_info=not isinstance(exc, AuditorError))
+            self._catch_up_failing = message
+            return 0
+        self._catch_up_failing = None
+        self._caught_up = result.done
+        return sum(run.flows for run in result.runs)
 
     def _committed(self, run_id: object) -> dict[str, Any]:
         """Return where the store's cursor is and how many flow lines it holds for the run (read after the

@@ -178,6 +178,27 @@ class StepResult:
 
 
 @dataclass(slots=True)
+class CatchUpRun:
+    """What a catch-up stored for one earlier run."""
+
+    run_id: int
+    flows: int = 0
+    skipped_lines: int = 0
+    lost_files: int = 0
+    finished: bool = False
+    """The run is marked finished (follow.final in runs.counters)."""
+
+
+@dataclass(slots=True)
+class CatchUp:
+    """What SensorFollower.catch_up() did."""
+
+    runs: list[CatchUpRun] = field(default_factory=list)
+    done: bool = True
+    """Every earlier run is finished; False when the deadline stopped it (call again)."""
+
+
+@dataclass(slots=True)
 class _FlowFile:
     dev: int
     ino: int
@@ -241,6 +262,116 @@ class SensorFollower:
             logger.warning("%s", problem)
         return result
 
+    def catch_up(self, *, deadline: float | None = None) -> CatchUp:
+        """Store what earlier sessions of this sensor and interface wrote after their last committed cursor
+        when their final step never completed (the store unreachable at the stop, the stop's deadline passed,
+        the sensor killed): each such run, oldest first, gets its flow lines up to where the next session began
+        (for the last, this session's start cursor: none of this session's lines), exactly as a step adds them
+        (one transaction per MAX_STEP_BYTES, with its cursor), and is then marked finished. Devices and alerts
+        are not read again: the files now hold a later session's. `deadline` (time.monotonic()): stop between
+        transactions once it passed (CatchUp.done False: call again). StoreError when the store cannot be
+        read or written; what was committed stays, the rest is taken up by the next call."""
+        conn, s = self.conn, self.session
+        out = CatchUp()
+        try:
+            rows = conn.execute(
+                "SELECT id, run_key, started_ns, counters FROM runs WHERE kind = 'sense' AND sensor = ? AND "
+                "interface = ? AND started_ns < ? ORDER BY started_ns, id",
+                (s.sensor, s.interface, s.started_ns)).fetchall()
+        except conn.errors as exc:
+            raise StoreError(f"cannot read the earlier runs of {s.sensor} {s.interface} to catch up: "
+                             f"{describe(exc)}") from exc
+        runs: list[tuple[int, int, dict[str, Any]]] = []
+        for run_id, key, started_ns, counters in rows:
+            follow = _json_object(_json_object(counters).get("follow"))
+            folder = follow.get("folder")
+            if str(key) == s.run_key or (isinstance(folder, str) and folder != str(s.folder)):
+                continue  # another folder's files are not these
+            runs.append((int(run_id), int(started_ns), follow))
+        for index, (run_id, started_ns, follow) in enumerate(runs):
+            if follow.get("final") is True:
+                continue
+            if index + 1 < len(runs):  # where the next session began: none of its lines for this run
+                nxt_started, nxt = runs[index + 1][1], runs[index + 1][2]
+                start = _json_object(nxt.get("start"))
+                until = (FileCursor.from_key(str(start["key"]), int(start["offset"])) if "key" in start
+                         else FileCursor(0, 0, "", file_time(nxt_started), 0))  # a run older than this code
+            else:
+                until = self.start
+            earlier = SensorFollower(conn, SensorSession(s.folder, s.sensor, s.interface, started_ns),
+                                     self.start, batch=self.batch, max_step_bytes=self.max_step_bytes,
+                                     max_deleted_held=self.max_deleted_held)
+            run = CatchUpRun(run_id)
+            out.runs.append(run)
+            try:
+                while not run.finished:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        out.done = False
+                        return out
+                    earlier._catch_up_step(run, until)
+            finally:
+                earlier.close()
+            if run.flows or run.lost_files or run.skipped_lines:
+                logger.warning("%s: caught up run %s, whose final step never completed: %s flow lines stored, "
+                               "%s damaged, %s flow files lost", s.folder, run_id, f"{run.flows:,}",
+                               f"{run.skipped_lines:,}", run.lost_files)
+        return out
+
+    def _catch_up_step(self, run: CatchUpRun, until: FileCursor) -> None:
+        conn = self.conn
+        opened: dict[tuple[int, int], _FlowFile] = {}
+        problems: list[str] = []
+        try:
+            with conn.transaction():
+                read = self._catch_up_write(run, until, opened, problems)
+        except BaseException as exc:
+            self._hold_after_failure(opened)
+            if isinstance(exc, conn.errors):
+                raise StoreError(f"cannot catch up run {run.run_id} from the sensor's folder {self.session.folder}: "
+                                 f"{describe(exc)}") from exc
+            raise
+        self._hold_after_commit(opened, read.keep)
+        for problem in problems:
+            logger.warning("%s", problem)
+
+    def _catch_up_write(self, run: CatchUpRun, until: FileCursor, opened: dict[tuple[int, int], _FlowFile],
+                        problems: list[str]) -> _FlowRead:
+        conn, run_id, now_ns = self.conn, run.run_id, time.time_ns()
+        row = conn.execute("SELECT counters FROM runs WHERE id = ?", (run_id,)).fetchone()
+        follow = _json_object(_json_object(row[0]).get("follow")) if row is not None else {}
+        found = conn.execute("SELECT file_key, offset_bytes FROM run_cursors WHERE run_id = ? AND source = ?",
+                             (run_id, SOURCE_FLOWS)).fetchone()
+        if row is None or follow.get("final") is True or found is None:
+            run.finished = True  # deleted, or finished meanwhile by its own final step; or nothing to resume from
+            return _FlowRead(cursor=until)
+        counters = _json_object(row[0])
+        cursor = FileCursor.from_key(str(found[0]), int(found[1]))
+        stats = ReadStats()
+        if "folder" not in follow and not any(self._is_cursor_file(f, cursor, opened)
+                                              for f in self._flow_files(opened)):
+            read = _FlowRead(cursor=cursor)  # a run older than this code whose file is not here: leave it be
+        else:
+            read = self._read_flows(run_id, cursor, stats, opened, problems, until=until)
+        run.flows += read.lines
+        run.skipped_lines += stats.skipped_lines
+        run.lost_files += read.lost_files
+        problems[:0] = stats.problems
+        for name, value in (("flow_lines", read.lines), ("flow_lines_skipped", stats.skipped_lines),
+                            ("flow_files_lost", read.lost_files), ("caught_up_lines", read.lines),
+                            ("caught_up_lines_skipped", stats.skipped_lines),
+                            ("caught_up_files_lost", read.lost_files)):
+            follow[name] = _count(follow.get(name)) + value
+        if not read.more:
+            follow["final"] = run.finished = True
+            follow["caught_up_ns"] = now_ns
+        counters["follow"] = follow
+        conn.execute("UPDATE runs SET flows = ?, skipped_lines = skipped_lines + ?, counters = ?, ingested_ns = ? "
+                     "WHERE id = ?", (follow["flow_lines"], stats.skipped_lines, orjson.dumps(counters).decode(),
+                                      now_ns, run_id))
+        conn.execute("UPDATE run_cursors SET file_key = ?, offset_bytes = ?, updated_ns = ? WHERE run_id = ? AND "
+                     "source = ?", (read.cursor.key, read.cursor.offset, now_ns, run_id, SOURCE_FLOWS))
+        return read
+
     def close(self) -> None:
         """Close the flow files held open."""
         for f in self._held.values():
@@ -266,6 +397,14 @@ class SensorFollower:
                              (run_id, SOURCE_FLOWS)).fetchone()
         cursor = self.start if found is None else FileCursor.from_key(str(found[0]), int(found[1]))
         result = StepResult(run_id=run_id)
+        if follow.get("final") is True:
+            # finished: its final step (or a later session's catch-up) took every line up to where the next
+            # session began; what the folder holds now is another session's
+            lost = follow.get("flow_lines_lost")
+            result.lines_lost = lost if isinstance(lost, int) else None
+            return result, _FlowRead(cursor=cursor)
+        follow.setdefault("start", {"key": self.start.key, "offset": self.start.offset})
+        follow.setdefault("folder", str(s.folder))
 
         flow_stats = ReadStats()
         read = self._read_flows(run_id, cursor, flow_stats, opened, result.problems)
@@ -297,6 +436,8 @@ class SensorFollower:
         follow["flow_lines_skipped"] = int(follow["flow_lines_skipped"]) + flow_stats.skipped_lines
         follow["flow_files_lost"] = int(follow["flow_files_lost"]) + read.lost_files
         ended = _dig(status, "auditor", "flows", "ended")
+        if final and not read.more:
+            follow["final"] = True  # FINISHED: no later session's catch-up reads for this run
         if final and not read.more and isinstance(ended, int):
             lost = max(ended - follow["flow_lines"] - follow["flow_lines_skipped"], 0)
             follow["flow_lines_lost"] = result.lines_lost = lost
@@ -408,10 +549,18 @@ class SensorFollower:
         return f.fh
 
     def _read_flows(self, run_id: int, cursor: FileCursor, stats: ReadStats,
-                    opened: dict[tuple[int, int], _FlowFile], problems: list[str]) -> _FlowRead:
-        files = self._flow_files(opened)
+                    opened: dict[tuple[int, int], _FlowFile], problems: list[str],
+                    until: FileCursor | None = None) -> _FlowRead:
+        """Read the flow lines after `cursor`: to the end of flows.jsonl, or with `until` (a later session's
+        start cursor) only up to it, never past it."""
+        files = everything = self._flow_files(opened)
+        ends: dict[tuple[int, int], int] = {}
+        if until is not None:
+            files, ends = self._before(everything, until, opened)
         at = next((i for i, f in enumerate(files) if self._is_cursor_file(f, cursor, opened)), None)
         read = _FlowRead(cursor=cursor)
+        if at is None and until is not None and any(self._is_cursor_file(f, cursor, opened) for f in everything):
+            return read  # the cursor's file is past the boundary: nothing before it is left to read
         if at is not None:
             plan = [(files[at], cursor.offset), *((f, 0) for f in files[at + 1:])]
         else:
@@ -430,17 +579,31 @@ class SensorFollower:
                 read.lost_files += 1
                 problems.append(f"{self.session.folder}: {f.name} was deleted before the store could read it")
                 continue
-            last = index == len(plan) - 1
-            pos, budget = self._read_file(f, fh, offset, last, budget, rows, stats, run_id)
+            end = ends.get(f.ident)
+            last = end is not None if until is not None else index == len(plan) - 1
+            pos, budget = self._read_file(f, fh, offset, last, budget, rows, stats, run_id, end)
             read.cursor = FileCursor(f.dev, f.ino, _head(fh) if pos else "", f.order, pos)
             read.keep = [f for f, _ in plan[index:]]
-            if budget <= 0 and (not last or pos < os.fstat(fh.fileno()).st_size):
+            if budget <= 0 and (index < len(plan) - 1 or pos < (os.fstat(fh.fileno()).st_size if end is None
+                                                                else end)):
                 read.more = True
                 break
         if rows:
             _write_flows(self.conn, run_id, rows)
         read.lines = stats.flows
         return read
+
+    def _before(self, files: list[_FlowFile], until: FileCursor,
+                opened: dict[tuple[int, int], _FlowFile]) -> tuple[list[_FlowFile], dict[tuple[int, int], int]]:
+        """Return the files (and where to stop in the last) that hold lines written before `until`: up to its
+        file when that is still there, else the files rotated before it was taken."""
+        if until.offset and (until.dev or until.ino):
+            at = next((i for i, f in enumerate(files) if self._is_cursor_file(f, until, opened)), None)
+            if at is not None:
+                return files[: at + 1], {files[at].ident: until.offset}
+        # no flows.jsonl (or an empty one) when it was taken, or its file deleted since: only files rotated
+        # before it hold earlier lines (a later rotation's stamp is later)
+        return [f for f in files if not f.current and f.order < until.order], {}
 
     def _is_cursor_file(self, f: _FlowFile, cursor: FileCursor, opened: dict[tuple[int, int], _FlowFile]) -> bool:
         if not (cursor.dev or cursor.ino) or f.ident != (cursor.dev, cursor.ino):
@@ -451,20 +614,30 @@ class SensorFollower:
         return fh is not None and _head(fh) == cursor.head
 
     def _read_file(self, f: _FlowFile, fh: IO[bytes], offset: int, last: bool, budget: int, rows: list[FlowRow],
-                   stats: ReadStats, run_id: int) -> tuple[int, int]:
-        """Read the whole lines of one file from `offset` within `budget` bytes; return (the offset after the
-        last line read, the budget left). A torn last line waits for the next step, unless the file is
-        finished (rotated, with newer files after it): then it is damage, counted."""
+                   stats: ReadStats, run_id: int, end: int | None = None) -> tuple[int, int]:
+        """Read the whole lines of one file from `offset` within `budget` bytes (and before byte `end`); return
+        (the offset after the last line read, the budget left). A torn last line waits for the next step, unless
+        the file is finished (rotated, with newer files after it): then it is damage, counted."""
         size = os.fstat(fh.fileno()).st_size
+        if end is not None:
+            if offset >= end:
+                return offset, budget
+            size = min(size, end)
         if offset > size:  # cut below what was read (a full disk's partial write removed): go on from its end
             stats.skip(f"{f.name}@{offset}", ValueError(f"file cut to {size} bytes below the cursor"))
             offset = size
         fh.seek(offset)
-        pos, pending, long_line = offset, b"", False
+        pos, pending, long_line, got = offset, b"", False, offset
         while budget > 0 or pos == offset:  # past the budget only to read one line: every step moves on
-            chunk = fh.read(min(READ_CHUNK, budget) if budget > 0 else LINE_CHUNK)
+            want = min(READ_CHUNK, budget) if budget > 0 else LINE_CHUNK
+            if end is not None:
+                want = min(want, end - got)
+                if want <= 0:
+                    break
+            chunk = fh.read(want)
             if not chunk:
                 break
+            got += len(chunk)
             budget -= len(chunk)
             data = pending + chunk
             cut = data.rfind(b"\n")

@@ -341,3 +341,35 @@ def test_a_store_unreachable_for_the_whole_session_counts_every_line_at_the_stop
     assert "cannot open the store" in unstored["error"]
     assert any("7 flow lines the sensor wrote are NOT in the store" in r.getMessage()
                for r in caplog.records if r.levelno == logging.ERROR)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_new_session_s_feed_stores_what_a_killed_session_left_unstored(tmp_path: Path, backend: str) -> None:
+    from tests.pg import fresh_database
+
+    target = str(tmp_path / "store.sqlite") if backend == "sqlite" else fresh_database()
+    folder = tmp_path / "eth1"
+    old = FakeSensor(folder, max_bytes=3_000)
+    feed = feed_for(old, target)
+    old.write(flows(4))
+    feed.nudge()
+    wait_for(feed, lambda s: s["flows"] == 4)
+    assert feed.pid is not None
+    os.kill(feed.pid, signal.SIGKILL)  # the sensor and its feed killed: no final step
+    old.write(flows(12, first=4))  # written after the last step, rotated
+    old.file.close()
+    new = FakeSensor(folder, started_ns=STARTED_NS + 3_600 * 10**9)
+    new.write(flows(3, first=100))
+    start = new.start
+    config = FeedConfig(target, str(folder), "host1", "eth1", new.started_ns, start.key, start.offset)
+    again = StoreFeed(config, interval_s=0.2)
+    first = wait_for(again, lambda s: s["steps"] >= 1)
+    assert first["flows"] == 3 and first["last_error"] is None  # its own lines only
+    new.status()
+    again.finish()
+    store = open_store(target)
+    runs = {int(r[0]): (int(r[1]), json.loads(r[2])["follow"]) for r in
+            store.execute("SELECT started_ns, flows, counters FROM runs WHERE kind = 'sense'").fetchall()}
+    assert (runs[STARTED_NS][0], runs[new.started_ns][0]) == (16, 3)
+    assert runs[STARTED_NS][1]["final"] is True and runs[STARTED_NS][1]["caught_up_lines"] == 12
+    assert stored_flows(store) == ingested_flows(tmp_path, old.written + new.written)

@@ -471,3 +471,134 @@ def test_the_feed_process_writes_to_postgresql_and_never_shows_its_password(
     shown = json.dumps([feed.status(), failed]) + "".join(capfd.readouterr())
     assert PASSWORD not in shown and f"{PASSWORD_ROLE}:***@" in feed.status()["target"]
     assert stored_flows(open_store(pg_url)) == ingested_flows(tmp_path, sensor.written)
+
+
+# -- catch-up: a new session stores what an earlier one's missing final step left ---------------------------------
+
+HOUR_NS = 3_600 * 10**9
+
+
+def run_flows(conn: StoreConnection, run_id: int) -> list[tuple[Any, ...]]:
+    """flows_hourly of one run, without its id, sorted."""
+    return sorted(tuple(r) for r in conn.execute(f"SELECT {FLOW_COLUMNS} FROM flows_hourly WHERE run_id = ?",
+                                                 (run_id,)).fetchall())
+
+
+def run_of(conn: StoreConnection, started_ns: int) -> tuple[int, int, dict[str, Any]]:
+    """(id, flows, counters.follow) of the sense run that started at `started_ns`."""
+    run_id, n, text = conn.execute("SELECT id, flows, counters FROM runs WHERE kind = 'sense' AND started_ns = ?",
+                                   (started_ns,)).fetchone()
+    return int(run_id), int(n), json.loads(text)["follow"]
+
+
+def test_a_new_session_stores_what_an_unfinished_one_left_and_only_that(tmp_path: Path, store: StoreConnection) -> None:
+    folder = tmp_path / "eth1"
+    old = FakeSensor(folder)
+    old.write(flows(4))
+    old.follower(store).step()
+    old.write(flows(6, first=4))  # written after its last step; its final step never ran (killed)
+    old.file.close()
+    new = FakeSensor(folder, started_ns=STARTED_NS + HOUR_NS)
+    new.write(flows(3, first=100))
+    follower = new.follower(store)
+    caught = follower.catch_up()
+    assert caught.done and [(r.flows, r.lost_files, r.finished) for r in caught.runs] == [(6, 0, True)]
+    follower.step()
+    old_id, old_flows, old_follow = run_of(store, STARTED_NS)
+    new_id, new_flows, new_follow = run_of(store, new.started_ns)
+    assert run_flows(store, old_id) == ingested_flows(tmp_path / "old", old.written)
+    assert run_flows(store, new_id) == ingested_flows(tmp_path / "new", new.written)
+    assert (old_flows, new_flows) == (10, 3)
+    assert (old_follow["final"], old_follow["caught_up_lines"], old_follow["flow_lines"]) == (True, 6, 10)
+    assert "final" not in new_follow and "caught_up_lines" not in new_follow
+    # a restarted feed of the same session, then a later session once this one finished: nothing more
+    before = stored_flows(store)
+    assert new.follower(store).catch_up().runs == []
+    new.follower(store).step(final=True)
+    later = FakeSensor(folder, started_ns=STARTED_NS + 2 * HOUR_NS)
+    assert later.follower(store).catch_up().runs == []
+    assert stored_flows(store) == before
+    assert run_of(store, STARTED_NS)[1:] == (old_flows, old_follow)
+
+
+def test_catch_up_reads_rotated_files_and_stops_at_the_new_session_s_start(tmp_path: Path,
+                                                                          store: StoreConnection) -> None:
+    folder = tmp_path / "eth1"
+    old = FakeSensor(folder, max_bytes=3_000)
+    old.write(flows(2))
+    old.follower(store).step()
+    old.write(flows(12, first=2))  # rotated between its cursor and the new start
+    old.file.close()
+    assert list(folder.glob("flows-*.jsonl"))
+    new = FakeSensor(folder, started_ns=STARTED_NS + HOUR_NS, max_bytes=3_000)
+    new.write(flows(12, first=100))  # rotates the file the new start cursor is in: old and new lines
+    follower = new.follower(store)
+    assert [r.flows for r in follower.catch_up().runs] == [12]
+    assert follower.step().flows == 12
+    old_id, old_flows, old_follow = run_of(store, STARTED_NS)
+    new_id, new_flows, _ = run_of(store, new.started_ns)
+    assert run_flows(store, old_id) == ingested_flows(tmp_path / "old", old.written)
+    assert run_flows(store, new_id) == ingested_flows(tmp_path / "new", new.written)
+    assert (old_flows, new_flows, old_follow["final"], old_follow["flow_files_lost"]) == (14, 12, True, 0)
+
+
+def test_catch_up_stops_each_unfinished_run_where_the_next_session_began(tmp_path: Path,
+                                                                        store: StoreConnection) -> None:
+    folder = tmp_path / "eth1"
+    first = FakeSensor(folder, max_bytes=3_000)
+    first.write(flows(3))
+    first.follower(store).step()
+    first.write(flows(5, first=3))
+    first.file.close()
+    second = FakeSensor(folder, started_ns=STARTED_NS + HOUR_NS, max_bytes=3_000)
+    second.write(flows(2, first=50))
+    second.follower(store).step()
+    second.write(flows(9, first=52))
+    second.file.close()
+    third = FakeSensor(folder, started_ns=STARTED_NS + 2 * HOUR_NS)
+    third.write(flows(1, first=200))
+    follower = third.follower(store, max_step_bytes=1_000)  # several transactions per run
+    assert [(r.flows, r.finished) for r in follower.catch_up().runs] == [(5, True), (9, True)]
+    follower.step()
+    for sensor, n in ((first, 8), (second, 11), (third, 1)):
+        run_id, stored, _ = run_of(store, sensor.started_ns)
+        assert stored == n and run_flows(store, run_id) == ingested_flows(tmp_path / str(n), sensor.written)
+
+
+def test_catch_up_counts_lines_keep_rotated_deleted_as_lost(tmp_path: Path, store: StoreConnection) -> None:
+    folder = tmp_path / "eth1"
+    old = FakeSensor(folder, max_bytes=3_000, keep=0)
+    old.write(flows(2))
+    old.follower(store).step()
+    old.write(flows(3, first=2))
+    old.write(flows(3, first=5))  # the cursor's file rotated away and deleted
+    old.file.close()
+    new = FakeSensor(folder, started_ns=STARTED_NS + HOUR_NS)
+    [run] = new.follower(store).catch_up().runs
+    assert (run.flows, run.lost_files, run.finished) == (3, 1, True)
+    old_id, old_flows, old_follow = run_of(store, STARTED_NS)
+    assert (old_flows, old_follow["flow_files_lost"], old_follow["caught_up_files_lost"]) == (5, 1, 1)
+    assert run_flows(store, old_id) == ingested_flows(tmp_path, old.written[:2] + old.written[5:])
+
+
+def test_a_run_from_before_the_marker_with_nothing_after_its_cursor_counts_as_finished(
+        tmp_path: Path, store: StoreConnection) -> None:
+    folder = tmp_path / "eth1"
+    old = FakeSensor(folder)
+    old.write(flows(4))
+    old.status()
+    old.follower(store).step(final=True)
+    old.file.close()
+    (text,) = store.execute("SELECT counters FROM runs").fetchone()
+    counters = json.loads(text)
+    for key in ("final", "start", "folder"):
+        del counters["follow"][key]
+    with store.transaction():
+        store.execute("UPDATE runs SET counters = ?", (json.dumps(counters),))
+    new = FakeSensor(folder, started_ns=STARTED_NS + HOUR_NS)
+    new.write(flows(2, first=10))
+    follower = new.follower(store)
+    assert [(r.flows, r.finished) for r in follower.catch_up().runs] == [(0, True)]
+    follower.step()
+    assert run_of(store, STARTED_NS)[1] == 4 and run_of(store, STARTED_NS)[2]["final"] is True
+    assert run_of(store, new.started_ns)[1] == 2
