@@ -28,10 +28,12 @@ ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
-def _unit_entries(text: str) -> dict[str, list[str]]:
+def unit_entries(path: Path) -> dict[str, list[str]]:
     """Return 'Section.Key' -> every value assigned, in order (a unit may repeat a key)."""
     entries: dict[str, list[str]] = {}
     section = ""
+    # a line ending in a backslash continues on the next one (systemd joins them with a space)
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line[0] in "#;":
@@ -40,12 +42,12 @@ def _unit_entries(text: str) -> dict[str, list[str]]:
             section = line[1:-1]
             continue
         key, sep, value = line.partition("=")
-        assert sep, f"not a key=value line: {raw!r}"
+        assert sep, f"{path.name}: not a key=value line: {raw!r}"
         entries.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
     return entries
 
 
-ENTRIES = _unit_entries(UNIT.read_text(encoding="utf-8"))
+ENTRIES = unit_entries(UNIT)
 
 
 def _one(key: str) -> str:

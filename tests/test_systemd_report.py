@@ -15,11 +15,12 @@ import itertools
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.test_systemd import ANALYZE, needs_analyze, unit_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = ROOT / "systemd"
@@ -31,31 +32,8 @@ MAX_EXPOSURE = 1.5
 AUDITOR = "/usr/local/bin/auditor"
 STATE = "/var/lib/auditor"
 
-ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
-
-
-def _entries(path: Path) -> dict[str, list[str]]:
-    """Return 'Section.Key' -> every value assigned, in order (a unit may repeat a key)."""
-    entries: dict[str, list[str]] = {}
-    section = ""
-    # a line ending in a backslash continues on the next one (systemd joins them with a space)
-    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        key, sep, value = line.partition("=")
-        assert sep, f"{path.name}: not a key=value line: {raw!r}"
-        entries.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
-    return entries
-
-
-SVC = _entries(SERVICE)
-TIMERS = {"daily": _entries(DAILY), "weekly": _entries(WEEKLY)}
+SVC = unit_entries(SERVICE)
+TIMERS = {"daily": unit_entries(DAILY), "weekly": unit_entries(WEEKLY)}
 
 
 def _one(entries: dict[str, list[str]], key: str) -> str:
@@ -239,7 +217,7 @@ def test_hardening() -> None:
 def test_shares_the_sensor_state_directory() -> None:
     """Same user and folder as the sensor, and the same mode: systemd re-applies StateDirectoryMode to
     /var/lib/auditor whenever either unit starts, so a different one would flip it back and forth."""
-    sensor = _entries(SENSOR)
+    sensor = unit_entries(SENSOR)
     assert _svc("StateDirectory").split() == ["auditor", "auditor/reports"]
     for key in ("StateDirectoryMode", "User", "Group", "UMask"):
         assert _svc(key) == _one(sensor, f"Service.{key}"), key
