@@ -112,15 +112,23 @@ def _flow(
                 flags=0x02 if syn and proto == 6 else 0, dst_mac=dst_mac)
 
 
-def _records(flows: Iterable[dict[str, Any]], first_id: int = 1) -> FlowRecords:
+ROW_DEFAULTS: dict[str, int] = {"sport": 40001, "vlan": NO_VLAN, "sp": 1, "dp": 1, "sb": 100, "db": 100, "dst_mac": 0}
+"""What a flow row of _records may leave out (the policy tests' builders differ only in what they set)."""
+
+
+def _records(flows: Iterable[dict[str, Any]], first_id: int = 1, names: bool | None = None) -> FlowRecords:
+    """FlowRecords of flow rows (dicts as _flow makes them; ROW_DEFAULTS fill what a row leaves out, and a
+    TCP initiator sent a SYN unless the row gives flags). The name columns are filled from rows' "name",
+    "source" and "dns_name" when they carry them (or as `names` says)."""
     rows = list(flows)
     src = [_address(f["src"]) for f in rows]
     dst = [_address(f["dst"]) for f in rows]
     n = len(rows)
 
     def col(name: str, dtype: type) -> np.ndarray:  # type: ignore[type-arg]
-        return np.array([f[name] for f in rows], dtype=dtype)
+        return np.array([f.get(name, ROW_DEFAULTS.get(name)) for f in rows], dtype=dtype)
 
+    named = any("name" in f for f in rows) if names is None else names
     return FlowRecords(
         flow_id=np.arange(first_id, first_id + n, dtype=np.uint64),
         ip_version=np.array([s[0] for s in src], dtype=np.uint8),
@@ -139,12 +147,15 @@ def _records(flows: Iterable[dict[str, Any]], first_id: int = 1) -> FlowRecords:
         dst_packets=col("dp", np.uint64),
         src_bytes=col("sb", np.uint64),
         dst_bytes=col("db", np.uint64),
-        src_tcp_flags=col("flags", np.uint8),
+        src_tcp_flags=np.array([f.get("flags", 0x02 if f["proto"] == 6 else 0) for f in rows], dtype=np.uint8),
         dst_tcp_flags=np.zeros(n, dtype=np.uint8),
         first_ns=col("first", np.int64),
         last_ns=col("last", np.int64),
         end_reason=np.full(n, END_TCP_CLOSE, dtype=np.uint8),
         direction=col("direction", np.uint8),
+        domain=[f.get("name") for f in rows] if named else None,
+        name_source=col("source", np.uint8) if named else None,
+        name_mismatch=[f.get("dns_name") for f in rows] if named and any("dns_name" in f for f in rows) else None,
     )
 
 

@@ -21,15 +21,15 @@ from netaddr import IPSet
 
 from auditor.devices.types import ListEntry, VendorVerdict
 from auditor.flows.localnet import LocalNetworks
-from auditor.flows.types import DIRECTION_INTERNAL, DIRECTION_OUTBOUND, END_TCP_CLOSE, FlowRecords
+from auditor.flows.types import DIRECTION_INTERNAL, DIRECTION_OUTBOUND
 from auditor.geo import GeoInfo, GeoReader
 from auditor.names.types import NAME_SOURCES, SOURCE_DNS, SOURCE_NONE, SOURCE_SNI
 from auditor.policy.evaluate import DomainMatcher, PolicyJudge, geo_needs
 from auditor.policy.load import LoadedPolicy, LoadedWaiver, RuleSet, Vocabulary, load_rules
 from auditor.policy.schema import Destination, DeviceSelector, Policy, Severity, Waiver
 from auditor.policy.types import SEVERITIES
+from tests.policy.test_evaluate import _address, _records
 
-NO_VLAN = 0xFFFF
 UTC = datetime.UTC
 T0 = int(datetime.datetime(2026, 11, 2, 9, tzinfo=UTC).timestamp()) * 10**9
 SECOND = 10**9
@@ -50,11 +50,6 @@ SOURCE_OF = {HIK: "192.168.10.21", AXIS: "192.168.20.40", LAPTOP: "192.168.30.50
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _address(text: str) -> tuple[int, int, int]:
-    a = ipaddress.ip_address(text)
-    return a.version, int(a) >> 64, int(a) & ((1 << 64) - 1)
-
-
 def _is_local(text: str) -> bool:
     return bool(LOCAL.contains(*(np.array([x]) for x in _address(text)))[0])
 
@@ -68,45 +63,6 @@ def _flow(dst: str = "203.0.113.50", *, mac: int = HIK, src: str | None = None, 
     return dict(src=src, dst=dst, mac=mac, proto=proto, dport=dport, first=first, last=first + SECOND,
                 direction=2 * _is_local(src) + _is_local(dst), name=name, dns_name=dns_name,
                 source=(SOURCE_NONE if name is None else SOURCE_SNI) if source is None else source)
-
-
-def _records(flows: Iterable[dict[str, Any]], first_id: int = 1, names: bool = True) -> FlowRecords:
-    rows = list(flows)
-    n = len(rows)
-    src = [_address(f["src"]) for f in rows]
-    dst = [_address(f["dst"]) for f in rows]
-
-    def col(name: str, dtype: Any) -> Any:
-        return np.array([f[name] for f in rows], dtype=dtype)
-
-    return FlowRecords(
-        flow_id=np.arange(first_id, first_id + n, dtype=np.uint64),
-        ip_version=np.array([s[0] for s in src], dtype=np.uint8),
-        ip_proto=col("proto", np.uint8),
-        src_hi=np.array([s[1] for s in src], dtype=np.uint64),
-        src_lo=np.array([s[2] for s in src], dtype=np.uint64),
-        dst_hi=np.array([d[1] for d in dst], dtype=np.uint64),
-        dst_lo=np.array([d[2] for d in dst], dtype=np.uint64),
-        src_port=np.full(n, 40001, dtype=np.uint16),
-        dst_port=col("dport", np.uint16),
-        vlan_outer=np.full(n, NO_VLAN, dtype=np.uint16),
-        vlan_inner=np.full(n, NO_VLAN, dtype=np.uint16),
-        src_mac=col("mac", np.uint64),
-        dst_mac=np.zeros(n, dtype=np.uint64),
-        src_packets=np.ones(n, dtype=np.uint64),
-        dst_packets=np.ones(n, dtype=np.uint64),
-        src_bytes=np.full(n, 100, dtype=np.uint64),
-        dst_bytes=np.full(n, 100, dtype=np.uint64),
-        src_tcp_flags=np.array([0x02 if f["proto"] == 6 else 0 for f in rows], dtype=np.uint8),
-        dst_tcp_flags=np.zeros(n, dtype=np.uint8),
-        first_ns=col("first", np.int64),
-        last_ns=col("last", np.int64),
-        end_reason=np.full(n, END_TCP_CLOSE, dtype=np.uint8),
-        direction=col("direction", np.uint8),
-        domain=[f["name"] for f in rows] if names else None,
-        name_source=col("source", np.uint8) if names else None,
-        name_mismatch=[f.get("dns_name") for f in rows] if names else None,
-    )
 
 
 def _write(folder: Path, text: str, name: str = "site.yaml") -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,17 +13,16 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy.typing import NDArray
 
 from auditor.devices.types import VendorVerdict
 from auditor.flows.localnet import LocalNetworks
-from auditor.flows.types import DIRECTION_INBOUND, END_TCP_CLOSE, FlowRecords
+from auditor.flows.types import DIRECTION_INBOUND
 from auditor.names.types import NAME_SOURCES
 from auditor.policy.evaluate import PolicyJudge
 from auditor.policy.learn import NEVER_NAMED, Learner
 from auditor.policy.load import RuleSet, Vocabulary, load_rules
+from tests.policy.test_evaluate import _address, _records
 
-NO_VLAN = 0xFFFF
 T0 = 1_793_610_000_000_000_000  # 2026-11-02T09:00:00Z
 SECOND = 1_000_000_000
 GENERATED = datetime.datetime(2026, 11, 3, 12, 0, tzinfo=datetime.UTC)
@@ -52,11 +50,6 @@ NAMED = {name: code for code, name in enumerate(NAME_SOURCES)}
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _address(text: str) -> tuple[int, int, int]:
-    a = ipaddress.ip_address(text)
-    return a.version, int(a) >> 64, int(a) & ((1 << 64) - 1)
-
-
 def _is_local(text: str) -> bool:
     return bool(LOCAL.contains(*(np.array([x]) for x in _address(text)))[0])
 
@@ -69,45 +62,7 @@ def _flow(src: str = "192.168.10.21", dst: str = "203.0.113.50", *, mac: int = H
         direction = 2 * _is_local(src) + _is_local(dst)
     return dict(src=src, dst=dst, mac=mac, proto=proto, dport=dport, sb=sb, db=db, first=T0 + at * SECOND,
                 last=T0 + (at + 1) * SECOND, direction=direction, flags=0x02 if syn and proto == 6 else 0,
-                dst_mac=dst_mac, name=name, source=NAMED[source] if name is not None else 0)
-
-
-def _records(flows: Iterable[dict[str, Any]]) -> FlowRecords:
-    rows = list(flows)
-    src = [_address(f["src"]) for f in rows]
-    dst = [_address(f["dst"]) for f in rows]
-    n = len(rows)
-
-    def col(name: str, dtype: type) -> NDArray[Any]:
-        return np.array([f[name] for f in rows], dtype=dtype)
-
-    return FlowRecords(
-        flow_id=np.arange(1, n + 1, dtype=np.uint64),
-        ip_version=np.array([s[0] for s in src], dtype=np.uint8),
-        ip_proto=col("proto", np.uint8),
-        src_hi=np.array([s[1] for s in src], dtype=np.uint64),
-        src_lo=np.array([s[2] for s in src], dtype=np.uint64),
-        dst_hi=np.array([d[1] for d in dst], dtype=np.uint64),
-        dst_lo=np.array([d[2] for d in dst], dtype=np.uint64),
-        src_port=np.full(n, 40001, dtype=np.uint16),
-        dst_port=col("dport", np.uint16),
-        vlan_outer=np.full(n, NO_VLAN, dtype=np.uint16),
-        vlan_inner=np.full(n, NO_VLAN, dtype=np.uint16),
-        src_mac=col("mac", np.uint64),
-        dst_mac=col("dst_mac", np.uint64),
-        src_packets=np.full(n, 3, dtype=np.uint64),
-        dst_packets=np.full(n, 2, dtype=np.uint64),
-        src_bytes=col("sb", np.uint64),
-        dst_bytes=col("db", np.uint64),
-        src_tcp_flags=col("flags", np.uint8),
-        dst_tcp_flags=np.zeros(n, dtype=np.uint8),
-        first_ns=col("first", np.int64),
-        last_ns=col("last", np.int64),
-        end_reason=np.full(n, END_TCP_CLOSE, dtype=np.uint8),
-        direction=col("direction", np.uint8),
-        domain=[f["name"] for f in rows],
-        name_source=col("source", np.uint8),
-    )
+                dst_mac=dst_mac, name=name, source=NAMED[source] if name is not None else 0, sp=3, dp=2)
 
 
 def _learn(*batches: Iterable[dict[str, Any]], **limits: int) -> Learner:
