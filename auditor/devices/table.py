@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from auditor.decode.types import KIND_ARP, KIND_OTHER_L2, NO_VLAN, Headers
-from auditor.flows.types import FlowRecords
+from auditor.flows.types import FlowRecords, group_rows
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class DeviceTable:
             )
         if not macs.size:
             return
-        order, starts = _groups(macs)
+        order, starts = group_rows(macs)
         sums = np.add.reduceat(np.stack([packets[order], octets[order]]), starts, axis=1)
         lo_t, hi_t = np.minimum.reduceat(first[order], starts), np.maximum.reduceat(last[order], starts)
         for mac, n, b, f, la in zip(
@@ -211,7 +211,7 @@ class DeviceTable:
         last: NDArray[np.int64],
     ) -> None:
         cols = (macs, version, hi, lo)
-        order, starts = _groups(*cols)
+        order, starts = group_rows(*cols)
         f_all, l_all = np.minimum.reduceat(first[order], starts), np.maximum.reduceat(last[order], starts)
         rep = order[starts]
         mac, v, a_hi, a_lo = (c[rep] for c in cols)
@@ -260,34 +260,3 @@ class _Sides:
     first_ns: NDArray[np.int64]
     last_ns: NDArray[np.int64]
     vlan_outer: NDArray[np.uint16]
-
-
-_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB),
-        np.uint64(0xFF51AFD7ED558CCD))
-
-
-def _groups(*cols: NDArray[np.uint64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Return an order that brings equal rows of `cols` together, and where each group starts.
-
-    Rows are grouped by a 64-bit mix of the columns (one integer sort); if two different rows share
-    a mix (a collision), the exact but slower lexsort decides instead.
-    """
-    h = cols[0].astype(np.uint64, copy=True)
-    for c, k in zip(cols[1:], _MIX, strict=False):
-        h *= _MIX[3]
-        h ^= h >> np.uint64(29)
-        h ^= c.astype(np.uint64) * k
-    order = np.argsort(h)
-    hs = h[order]
-    start = np.empty(hs.size, dtype=np.bool_)
-    start[:1] = True
-    np.not_equal(hs[1:], hs[:-1], out=start[1:])
-    rep = order[np.flatnonzero(start)][np.cumsum(start) - 1]
-    if all((c[order] == c[rep]).all() for c in cols):
-        return order, np.flatnonzero(start)
-    order = np.lexsort(cols[::-1])
-    start[1:] = False
-    for c in cols:
-        s = c[order]
-        start[1:] |= s[1:] != s[:-1]
-    return order, np.flatnonzero(start)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -145,3 +146,44 @@ class Payload:
         """Return the receiver's address as text ('' for non-IP frames)."""
         return ip_text(self.ip_version, self.dst_hi, self.dst_lo) if self.ip_version else ""
 
+
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB),
+        np.uint64(0xFF51AFD7ED558CCD))
+
+
+def group_rows(*cols: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return an order that brings equal rows of `cols` together, and where each group starts.
+
+    Rows are grouped by a 64-bit mix of the columns (one integer sort); if two different rows share
+    a mix (a collision), the exact but slower lexsort decides instead.
+    """
+    h = cols[0].astype(np.uint64, copy=True)
+    for c, k in zip(cols[1:], _MIX, strict=False):
+        h *= _MIX[3]
+        h ^= h >> np.uint64(29)
+        h ^= c.astype(np.uint64) * k
+    order = np.argsort(h)
+    hs = h[order]
+    start = np.empty(hs.size, dtype=np.bool_)
+    start[:1] = True
+    np.not_equal(hs[1:], hs[:-1], out=start[1:])
+    rep = order[np.flatnonzero(start)][np.cumsum(start) - 1]
+    if all((c[order] == c[rep]).all() for c in cols):
+        return order, np.flatnonzero(start)
+    order = np.lexsort(cols[::-1])
+    start[1:] = False
+    for c in cols:
+        s = c[order]
+        start[1:] |= s[1:] != s[:-1]
+    return order, np.flatnonzero(start)
+
+
+def distinct_rows(*cols: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return the first row of each distinct combination of `cols` (unsigned integer columns), and each
+    row's group (an index into those first rows)."""
+    order, starts = group_rows(*cols)
+    new = np.zeros(order.size, dtype=np.int64)
+    new[starts] = 1
+    group = np.empty(order.size, dtype=np.int64)
+    group[order] = np.cumsum(new) - 1
+    return order[starts], group

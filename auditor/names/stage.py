@@ -24,7 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from auditor.flows.payloads import PayloadRegistry
-from auditor.flows.types import DIRECTION_INBOUND, DIRECTION_INTERNAL, FlowRecords, Payload, midstream_inbound
+from auditor.flows.types import (
+    DIRECTION_INBOUND,
+    DIRECTION_INTERNAL,
+    FlowRecords,
+    Payload,
+    distinct_rows,
+    midstream_inbound,
+)
 from auditor.names.local_names import LocalNames
 from auditor.names.passive_dns import PassiveDns
 from auditor.names.types import (
@@ -216,14 +223,14 @@ class NameStage:
         if len(self.dns) and at.size:
             client_hi = np.where(swap, flows.dst_hi, flows.src_hi)[at]
             client_lo = np.where(swap, flows.dst_lo, flows.src_lo)[at]
-            first, group = _distinct(version[at], client_hi, client_lo, server_hi[at], server_lo[at])
+            first, group = distinct_rows(version[at], client_hi, client_lo, server_hi[at], server_lo[at])
             known = np.array([self.dns.knows((v, chi, clo), (v, shi, slo)) for v, chi, clo, shi, slo in zip(
                 version[at][first].tolist(), client_hi[first].tolist(), client_lo[first].tolist(),
                 server_hi[at][first].tolist(), server_lo[at][first].tolist(), strict=True)], dtype=bool)
             maybe[at[known[group]]] = True
         at = np.flatnonzero(dst_local & ~swap & ~maybe)
         if len(self.local) and at.size:
-            first, group = _distinct(version[at], server_hi[at], server_lo[at])
+            first, group = distinct_rows(version[at], server_hi[at], server_lo[at])
             known = np.array([self.local.name_of((v, hi, lo)) is not None for v, hi, lo in zip(
                 version[at][first].tolist(), server_hi[at][first].tolist(), server_lo[at][first].tolist(),
                 strict=True)], dtype=bool)
@@ -276,16 +283,3 @@ def _is_address(text: str) -> bool:
         return False
     return True
 
-
-def _distinct(*columns: NDArray[Any]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Return the first row of each distinct combination of `columns`, and each row's group (an index
-    into those first rows)."""
-    order = np.lexsort(columns[::-1])
-    new = np.zeros(order.size, dtype=bool)
-    new[:1] = True
-    for column in columns:
-        ordered = column[order]
-        new[1:] |= ordered[1:] != ordered[:-1]
-    group = np.empty(order.size, dtype=np.intp)
-    group[order] = np.cumsum(new) - 1
-    return order[new], group
