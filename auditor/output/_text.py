@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from auditor.flows.types import ip_text
+
+_T = TypeVar("_T")
 
 
 def ip_texts(version: NDArray[np.uint8], hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> list[str]:
@@ -33,8 +37,13 @@ def ip_texts(version: NDArray[np.uint8], hi: NDArray[np.uint64], lo: NDArray[np.
 
 def mac_texts(macs: NDArray[np.uint64]) -> list[str | None]:
     """Return each MAC in RFC 7042 form (AA-BB-CC-DD-EE-FF), None for 0 (no MAC on that link)."""
-    uniq, inverse = np.unique(macs, return_inverse=True)
-    texts = [mac_text(int(m)) if m else None for m in uniq.tolist()]
+    return per_distinct(macs, lambda m: mac_text(m) if m else None)
+
+
+def per_distinct(column: NDArray[Any], make: Callable[[Any], _T]) -> list[_T]:
+    """Return make(value) for each value of `column`, computed once per distinct value."""
+    uniq, inverse = np.unique(column, return_inverse=True)
+    texts = [make(v) for v in uniq.tolist()]
     return [texts[i] for i in inverse.ravel().tolist()]
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from numpy.typing import NDArray
 
 from auditor.flows.types import (
     DIRECTION_INBOUND,
@@ -22,7 +21,7 @@ from auditor.flows.types import (
 )
 from auditor.geo.types import GeoInfo
 from auditor.names.types import NAME_SOURCES
-from auditor.output._text import ip_texts, iso_times, mac_text, mac_texts
+from auditor.output._text import ip_texts, iso_times, mac_text, mac_texts, per_distinct
 
 GeoLookup = Callable[[str], GeoInfo]
 
@@ -222,13 +221,6 @@ def _port_parts() -> list[str]:
     return _PORT_PARTS
 
 
-def _distinct_parts(column: NDArray[Any], make: Callable[[Any], str]) -> list[str]:
-    """Return make(value) for each value of `column`, computed once per distinct value."""
-    uniq, inverse = np.unique(column, return_inverse=True)
-    texts = [make(v) for v in uniq.tolist()]
-    return [texts[i] for i in inverse.ravel().tolist()]
-
-
 def _mac_part(mac: int) -> str:
     return f',"mac":"{mac_text(mac)}"' if mac else ""
 
@@ -248,23 +240,23 @@ def _flow_json_texts(flows: FlowRecords, observer: dict[str, Any] | None,
     starts, ends = iso_times(flows.first_ns), iso_times(flows.last_ns)
     sips = ip_texts(flows.ip_version, flows.src_hi, flows.src_lo)
     dips = ip_texts(flows.ip_version, flows.dst_hi, flows.dst_lo)
-    smacs = _distinct_parts(flows.src_mac, _mac_part)
-    dmacs = _distinct_parts(flows.dst_mac, _mac_part)
+    smacs = per_distinct(flows.src_mac, _mac_part)
+    dmacs = per_distinct(flows.dst_mac, _mac_part)
     ports = _port_parts()
     ported = np.isin(flows.ip_proto, list(PORTED))
     sports = [ports[p] if ok else "" for p, ok in zip(flows.src_port.tolist(), ported.tolist(), strict=True)]
     dports = [ports[p] if ok else "" for p, ok in zip(flows.dst_port.tolist(), ported.tolist(), strict=True)]
     # network's fixed head per (version, protocol) and its tail per (protocol, outer VLAN, inner VLAN)
-    protos = _distinct_parts(
+    protos = per_distinct(
         flows.ip_proto.astype(np.uint16) | (flows.ip_version.astype(np.uint16) << 8),
         lambda k: f'"network":{{"type":"{"ipv4" if k >> 8 == 4 else "ipv6"}","iana_number":"{k & 0xFF}"',
     )
-    net_tails = _distinct_parts(
+    net_tails = per_distinct(
         (flows.ip_proto.astype(np.uint64) << 32) | (flows.vlan_outer.astype(np.uint64) << 16)
         | flows.vlan_inner.astype(np.uint64),
         _network_tail,
     )
-    flags = _distinct_parts(
+    flags = per_distinct(
         np.where(flows.ip_proto == 6, (flows.src_tcp_flags.astype(np.int32) << 8) | flows.dst_tcp_flags, -1),
         lambda k: f',"tcp_flags":{{"source":"{_FLAG_TEXT[k >> 8]}","destination":"{_FLAG_TEXT[k & 0xFF]}"}}'
         if k >= 0 else "",
